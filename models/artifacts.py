@@ -1,0 +1,104 @@
+"""The artifact directory of one model: its layout and its manifest, the contract with later stages.
+
+<out>/<name>/
+  manifest.json            what was built, from what, with which versions
+  parity.json              TorchScript vs SavedModel figures
+  samples.npy              a few held-out wire-format inputs, for payloads
+  torchscript/model.pt     the in-process PyTorch artifact
+  torchserve/<name>.mar    TorchServe's model store
+  tfserving/<name>/1/      TF Serving's model base path and version
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+from serveoff.errors import ServeoffError
+
+SCHEMA = "serveoff.artifact/1"
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$", re.IGNORECASE)
+VERSIONED_PACKAGES = ("torch", "tensorflow", "keras", "torchserve", "torch-model-archiver", "numpy")
+
+
+def check_name(name: str) -> str:
+    """``name`` if it can name a .mar, a TF Serving model and a URL path; a clear error otherwise."""
+    if not NAME_PATTERN.match(name):
+        raise ServeoffError(
+            f"model name {name!r} is not usable; use letters, digits, '-', '_' or '.' (at most 64, starting "
+            "with a letter or digit)"
+        )
+    return name
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of every library that shapes an artifact."""
+    return {"python": platform.python_version()} | {pkg: version(pkg) for pkg in VERSIONED_PACKAGES}
+
+
+@dataclass(frozen=True)
+class ArtifactLayout:
+    """Paths inside the artifact directory of model ``name``."""
+
+    root: Path
+    name: str
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def parity(self) -> Path:
+        return self.root / "parity.json"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples.npy"
+
+    @property
+    def torchscript(self) -> Path:
+        return self.root / "torchscript" / "model.pt"
+
+    @property
+    def model_store(self) -> Path:
+        return self.root / "torchserve"
+
+    @property
+    def mar(self) -> Path:
+        return self.model_store / f"{self.name}.mar"
+
+    @property
+    def tfserving_root(self) -> Path:
+        return self.root / "tfserving"
+
+    @property
+    def savedmodel(self) -> Path:
+        return self.tfserving_root / self.name / "1"
+
+    def files(self) -> dict[str, str]:
+        """Every file the manifest promises, relative to the root."""
+        paths = {
+            "parity": self.parity,
+            "samples": self.samples,
+            "torchscript": self.torchscript,
+            "mar": self.mar,
+            "savedmodel": self.savedmodel,
+        }
+        return {key: str(path.relative_to(self.root)) for key, path in paths.items()}
+
+
+def read_manifest(root: Path) -> dict | None:
+    """The manifest of a complete artifact directory, or ``None`` when it is missing or incomplete."""
+    try:
+        manifest = json.loads((root / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if manifest.get("schema") != SCHEMA:
+        return None
+    if not all((root / rel).exists() for rel in manifest.get("files", {}).values()):
+        return None
+    return manifest

@@ -1,0 +1,289 @@
+"""``serveoff build``: train, export, package and parity-check models, cached by content hash.
+
+A model is built in a staging directory beside its final place and moved there only once every
+file is written and parity holds, so nothing half-written ever looks like a valid artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import serveoff.models
+from serveoff.errors import ParityError, ServeoffError
+from serveoff.models import zoo
+from serveoff.models.artifacts import SCHEMA, ArtifactLayout, check_name, library_versions, read_manifest
+from serveoff.models.export import OUTPUT_NAME, export_savedmodel, export_torchscript
+from serveoff.models.parity import DEFAULT_ATOL, ParityReport, compare
+from serveoff.models.runners import SavedModelRunner, TorchScriptRunner
+from serveoff.models.spec import Architecture, InputSpec
+from serveoff.models.train import train
+from serveoff.serving.tfserving import package as tfserving_package
+from serveoff.serving.torchserve import package as torchserve_package
+
+SAMPLES_KEPT = 8
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """One built model: where it is, whether it came from the cache, and its parity figures."""
+
+    name: str
+    root: Path
+    cached: bool
+    parity: ParityReport
+
+
+def code_fingerprint() -> str:
+    """A hash of the code that turns a model into artifacts (models and both packagers)."""
+    digest = hashlib.sha256()
+    models = sorted(Path(serveoff.models.__file__).parent.rglob("*.py"))
+    packagers = [Path(p.__file__) for p in (torchserve_package, tfserving_package)]
+    packagers.append(torchserve_package.HANDLER)
+    for path in [*models, *packagers]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def zoo_hash(arch: Architecture, seed: int) -> str:
+    """The content hash of a zoo model: its configuration, training, code and library versions."""
+    recipe = {
+        "name": arch.name,
+        "config": arch.config(),
+        "input": arch.input.to_json(),
+        "num_classes": arch.num_classes,
+        "training": asdict(arch.training),
+        "seed": seed,
+        "code": code_fingerprint(),
+        "versions": library_versions(),
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+
+def cached(root: Path, content_hash: str, atol: float) -> ParityReport | None:
+    """The parity of a complete, up-to-date build at ``root`` that holds under ``atol``, else ``None``."""
+    manifest = read_manifest(root)
+    if manifest is None or manifest["content_hash"] != content_hash:
+        return None
+    figures = json.loads((root / manifest["files"]["parity"]).read_text())
+    figures.pop("passed", None)
+    report = ParityReport(**(figures | {"atol": atol}))
+    return report if report.passed else None
+
+
+@contextmanager
+def staged(final: Path) -> Iterator[Path]:
+    """A fresh staging directory that replaces ``final`` only when the body completes."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.parent / f".staging-{final.name}-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+        old = final.parent / f".old-{final.name}-{os.getpid()}"
+        if final.exists():
+            final.rename(old)
+        staging.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def build_zoo_model(
+    name: str,
+    out: Path,
+    *,
+    seed: int = 0,
+    atol: float = DEFAULT_ATOL,
+    log: Log = print,
+) -> BuildResult:
+    """Train zoo model ``name`` in PyTorch, port it to Keras, export, package and check parity."""
+    arch = zoo.architecture(name)
+    content_hash = zoo_hash(arch, seed)
+    final = out / name
+    report = cached(final, content_hash, atol)
+    if report is not None:
+        log(f"{name}: up to date ({report.summary()})")
+        return BuildResult(name, final, True, report)
+
+    with staged(final) as staging:
+        layout = ArtifactLayout(staging, name)
+        started = time.perf_counter()
+        data = arch.dataset(seed)
+        torch.manual_seed(seed)
+        log(f"{name}: training {arch.training.steps} steps in PyTorch")
+        module = train(arch.torch_module(), data, arch.training, seed)
+        export_torchscript(module, data.x_heldout[:2], layout.torchscript)
+        log(f"{name}: porting the weights to Keras and exporting the SavedModel")
+        model = arch.keras_model()
+        arch.port_weights(module, model)
+        export_savedmodel(model, arch.input, layout.savedmodel)
+        report = check_parity(name, layout, data.x_heldout, atol, log)
+        torchserve_package.make_mar(name, layout.torchscript, arch.input, layout.model_store)
+        np.save(layout.samples, data.x_heldout[:SAMPLES_KEPT])
+        write_manifest(
+            layout,
+            source="zoo",
+            content_hash=content_hash,
+            input_spec=arch.input,
+            output={"name": OUTPUT_NAME, "dtype": "float32", "shape": [arch.num_classes]},
+            details={"description": arch.description, "config": arch.config(), "seed": seed},
+        )
+        log(f"{name}: built in {time.perf_counter() - started:.0f} s")
+    return BuildResult(name, final, False, report)
+
+
+def build_user_model(
+    name: str,
+    torchscript: Path,
+    savedmodel: Path,
+    sample_inputs: Path,
+    out: Path,
+    *,
+    atol: float = DEFAULT_ATOL,
+    log: Log = print,
+) -> BuildResult:
+    """Package a user's TorchScript file and SavedModel and check that they compute the same function."""
+    check_name(name)
+    samples = load_samples(sample_inputs)
+    for path, what in ((torchscript, "TorchScript file"), (savedmodel, "SavedModel directory")):
+        if not path.exists():
+            raise ServeoffError(f"{what} {path} does not exist")
+    content_hash = user_hash(name, torchscript, savedmodel, sample_inputs)
+    final = out / name
+    report = cached(final, content_hash, atol)
+    if report is not None:
+        log(f"{name}: up to date ({report.summary()})")
+        return BuildResult(name, final, True, report)
+
+    tf_runner = SavedModelRunner(savedmodel)
+    input_spec = user_input_spec(tf_runner, samples, savedmodel)
+    torch_runner = TorchScriptRunner(torchscript)
+    try:
+        torch_runner.predict(samples[:1])
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise ServeoffError(
+            f"TorchScript {torchscript} rejects the sample inputs {list(samples.shape)}: {first}"
+        ) from None
+
+    with staged(final) as staging:
+        layout = ArtifactLayout(staging, name)
+        layout.torchscript.parent.mkdir(parents=True)
+        shutil.copyfile(torchscript, layout.torchscript)
+        tfserving_package.place_savedmodel(savedmodel, layout.tfserving_root, name)
+        report = check_parity(name, layout, samples, atol, log)
+        torchserve_package.make_mar(name, layout.torchscript, input_spec, layout.model_store)
+        np.save(layout.samples, samples[:SAMPLES_KEPT])
+        write_manifest(
+            layout,
+            source="user",
+            content_hash=content_hash,
+            input_spec=input_spec,
+            output={
+                "name": tf_runner.output.name,
+                "dtype": tf_runner.output.dtype,
+                "shape": report.output_shape[1:],
+            },
+            details={"torchscript": str(torchscript), "savedmodel": str(savedmodel)},
+        )
+    return BuildResult(name, final, False, report)
+
+
+def load_samples(path: Path) -> np.ndarray:
+    """Sample inputs from a ``.npy`` file: a batch ``[n, ...]`` of float32 or int32."""
+    try:
+        samples = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ServeoffError(
+            f"cannot read sample inputs {path}: {err}; save a batch with numpy.save"
+        ) from None
+    if samples.ndim < 1 or len(samples) == 0:
+        raise ServeoffError(
+            f"sample inputs {path} hold no batch; save an array of shape [n, ...] with n >= 1"
+        )
+    if samples.dtype.name not in ("float32", "int32"):
+        raise ServeoffError(
+            f"sample inputs {path} are {samples.dtype.name}; "
+            "the wire formats are float32 and int32, so cast them"
+        )
+    return samples
+
+
+def user_input_spec(runner: SavedModelRunner, samples: np.ndarray, savedmodel: Path) -> InputSpec:
+    """The wire input of a user model; its SavedModel signature must accept the samples unchanged."""
+    sig = runner.input
+    shape_fits = len(sig.shape) == samples.ndim and all(
+        want is None or want == have for want, have in zip(sig.shape, samples.shape, strict=True)
+    )
+    if sig.dtype != samples.dtype.name or not shape_fits:
+        shown = [d if d is not None else -1 for d in sig.shape]
+        raise ServeoffError(
+            f"SavedModel {savedmodel} takes {sig.dtype} {shown} as {sig.name!r}, but the sample inputs are "
+            f"{samples.dtype.name} {list(samples.shape)}; the two artifacts must take the same input"
+        )
+    return InputSpec(sig.name, sig.dtype, tuple(samples.shape[1:]))
+
+
+def user_hash(name: str, torchscript: Path, savedmodel: Path, sample_inputs: Path) -> str:
+    """The content hash of a user model: every input file's bytes, the code and the versions."""
+    digest = hashlib.sha256(name.encode())
+    files = [torchscript, sample_inputs, *sorted(p for p in savedmodel.rglob("*") if p.is_file())]
+    for path in files:
+        digest.update(
+            str(path.relative_to(savedmodel) if path.is_relative_to(savedmodel) else path.name).encode()
+        )
+        digest.update(path.read_bytes())
+    digest.update(code_fingerprint().encode())
+    digest.update(json.dumps(library_versions(), sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def check_parity(
+    name: str, layout: ArtifactLayout, inputs: np.ndarray, atol: float, log: Log
+) -> ParityReport:
+    """Compare the written TorchScript and SavedModel on ``inputs``; write parity.json or fail."""
+    report = compare(TorchScriptRunner(layout.torchscript), SavedModelRunner(layout.savedmodel), inputs, atol)
+    if not report.passed:
+        raise ParityError(
+            f"{name}: parity failed: {report.summary()}; the artifacts compute different functions"
+        )
+    layout.parity.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    log(f"{name}: parity holds: {report.summary()}")
+    return report
+
+
+def write_manifest(
+    layout: ArtifactLayout,
+    *,
+    source: str,
+    content_hash: str,
+    input_spec: InputSpec,
+    output: dict,
+    details: dict,
+) -> None:
+    """Write manifest.json last: its presence marks a complete build."""
+    manifest = {
+        "schema": SCHEMA,
+        "name": layout.name,
+        "source": source,
+        "content_hash": content_hash,
+        "input": input_spec.to_json(),
+        "output": output,
+        "versions": library_versions(),
+        "files": layout.files(),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    } | details
+    layout.manifest.write_text(json.dumps(manifest, indent=2) + "\n")

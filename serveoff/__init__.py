@@ -1,0 +1,3 @@
+"""serveoff: the same trained model on TorchServe and TF Serving, measured side by side."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Model servers behind one interface, and the targets a benchmark can name."""

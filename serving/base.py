@@ -1,0 +1,106 @@
+"""The small interface every server implements; a third server is one more folder behind it."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import psutil
+
+from serveoff.models.artifacts import ArtifactLayout
+from serveoff.serving.resources import ServerConfig
+
+PROTOCOLS = ("rest", "grpc")
+DEFAULT_TIMEOUT_S = 10.0
+
+
+class Client(ABC):
+    """Sends one wire-format batch to one model and returns its outputs; every call has a timeout."""
+
+    @abstractmethod
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """The model's outputs for ``batch``; raises ``ServeoffError`` on a server error or timeout."""
+
+    def close(self) -> None:  # noqa: B027 - most clients hold nothing to release
+        """Release connections."""
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a running server answers (all on 127.0.0.1)."""
+
+    rest: str  # base URL
+    grpc: str  # host:port
+    metrics: str  # Prometheus URL
+
+    def to_json(self) -> dict:
+        return {"rest": self.rest, "grpc": self.grpc, "metrics": self.metrics}
+
+
+class Server(ABC):
+    """One model server, serving built artifacts under a ``ServerConfig``, started natively."""
+
+    name: ClassVar[str]
+    port_count: ClassVar[int]  # consecutive ports from ``port_base`` the server uses
+    default_port_base: ClassVar[int]  # where `serveoff up` puts it
+
+    def __init__(
+        self, models: list[ArtifactLayout], config: ServerConfig, workdir: Path, port_base: int
+    ) -> None:
+        self.models = models
+        self.config = config
+        self.workdir = workdir
+        self.port_base = port_base
+
+    @property
+    @abstractmethod
+    def endpoints(self) -> Endpoints:
+        """The server's addresses."""
+
+    @abstractmethod
+    def start(self, timeout: float = 180.0) -> None:
+        """Write its configuration, launch it, return once every model answers; raise with the log tail."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop every process of the server."""
+
+    @abstractmethod
+    def healthy(self) -> bool:
+        """Whether the server answers its health check now."""
+
+    @abstractmethod
+    def client(self, model: str, protocol: str, timeout: float = DEFAULT_TIMEOUT_S) -> Client:
+        """A client for ``model`` over ``protocol`` (one of ``PROTOCOLS``)."""
+
+    @abstractmethod
+    def metrics(self) -> dict[str, float]:
+        """The server's own Prometheus metrics, as ``name{labels}`` -> value."""
+
+    @abstractmethod
+    def processes(self) -> list[psutil.Process]:
+        """The server's live processes, for CPU and memory accounting."""
+
+    @abstractmethod
+    def pids(self) -> list[int]:
+        """PIDs to record so that ``serveoff down`` can stop exactly this server."""
+
+    @abstractmethod
+    def versions(self) -> dict[str, str]:
+        """Versions of the server and the runtime it executes models with."""
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,119 @@
+"""`serveoff up` and `serveoff down`: start servers by hand, record them, and stop exactly those."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from serveoff.errors import ServeoffError
+from serveoff.models.artifacts import ArtifactLayout
+from serveoff.serving.base import Server
+from serveoff.serving.process import session_members, terminate
+from serveoff.serving.resources import ServerConfig
+from serveoff.serving.targets import server_class
+
+STATE_SCHEMA = "serveoff.servers/1"
+
+
+@dataclass(frozen=True)
+class Record:
+    """A server that `serveoff up` left running: enough to find and stop its processes later."""
+
+    server: str
+    session: int  # PID of the process serveoff started; its session holds every process of the server
+    started_at: float  # that process's create time, so a reused PID is never mistaken for it
+    endpoints: dict
+    models: list[str]
+    log: str
+
+
+def start_servers(
+    names: list[str],
+    models: list[ArtifactLayout],
+    config: ServerConfig,
+    workdir: Path,
+    state: Path,
+    port_bases: dict[str, int] | None = None,
+) -> list[Record]:
+    """Start each server (on its default ports unless given) and record it in ``state``.
+
+    When one fails to start, those already started are stopped and nothing is recorded.
+    """
+    if any(processes_of(rec) for rec in read_state(state)):
+        raise ServeoffError(f"servers recorded in {state} may still run; stop them with `serveoff down`")
+    started: list[Server] = []
+    try:
+        for name in names:
+            cls = server_class(name)
+            port_base = (port_bases or {}).get(name, cls.default_port_base)
+            server = cls(models, config, workdir / name, port_base)
+            server.start()
+            started.append(server)
+    except BaseException:
+        for server in started:
+            server.stop()
+        raise
+    records = [record(server) for server in started]
+    write_state(state, records)
+    return records
+
+
+def record(server: Server) -> Record:
+    """The record of a running server."""
+    root = server.pids()[0]
+    return Record(
+        server=server.name,
+        session=root,
+        started_at=psutil.Process(root).create_time(),
+        endpoints=server.endpoints.to_json(),
+        models=[m.name for m in server.models],
+        log=str(server.workdir),
+    )
+
+
+def write_state(path: Path, records: list[Record]) -> None:
+    """Write the state file atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    doc = {"schema": STATE_SCHEMA, "servers": [vars(r) for r in records]}
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def read_state(path: Path) -> list[Record]:
+    """The recorded servers; a clear error when the file is not serveoff's."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as err:
+        raise ServeoffError(f"cannot read {path}: {err}; delete it if no server of serveoff runs") from None
+    if data.get("schema") != STATE_SCHEMA:
+        raise ServeoffError(f"{path} is not a serveoff servers file (schema {data.get('schema')!r})")
+    return [Record(**entry) for entry in data["servers"]]
+
+
+def processes_of(rec: Record) -> list[psutil.Process]:
+    """The live processes of a recorded server (none when its session is gone or the PID was reused)."""
+    try:
+        root = psutil.Process(rec.session)
+        if abs(root.create_time() - rec.started_at) > 1.0:
+            return []
+    except psutil.NoSuchProcess:
+        pass  # the started process exited; its children may live on in its session
+    return session_members(rec.session)
+
+
+def stop_servers(state: Path, grace: float = 15.0) -> list[str]:
+    """Stop every server recorded in ``state`` and remove the file; returns what was stopped."""
+    stopped = []
+    for rec in read_state(state):
+        procs = processes_of(rec)
+        if procs:
+            terminate(procs, grace)
+            stopped.append(f"{rec.server} ({len(procs)} processes)")
+    state.unlink(missing_ok=True)
+    return stopped

@@ -1,0 +1,203 @@
+"""Child processes that serveoff starts: own session, log file, CPU pinning, stopped by PID."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import psutil
+
+from serveoff.errors import ServeoffError
+
+
+class ServerError(ServeoffError):
+    """A server that would not start, died or stopped answering; the message carries its log tail."""
+
+
+class ManagedProcess:
+    """One server process (and everything it forks), with its output in ``log_path``.
+
+    It runs in a session of its own, so stopping it reaches every descendant by PID and no
+    process is left behind, even when a parent (TorchServe's Python wrapper, say) exits first.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        log_path: Path,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        cpus: Sequence[int] | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.env = env
+        self.cwd = cwd
+        self.cpus = tuple(cpus) if cpus else None
+        self.popen: subprocess.Popen[bytes] | None = None
+        self._known: dict[int, psutil.Process] = {}
+
+    @property
+    def pid(self) -> int:
+        """The PID of the process serveoff started."""
+        if self.popen is None:
+            raise RuntimeError("process not started")
+        return self.popen.pid
+
+    def start(self) -> None:
+        """Start the process; its CPU affinity (when pinned) is inherited by all it forks."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        cpus = self.cpus
+
+        def pin() -> None:
+            if cpus:
+                os.sched_setaffinity(0, cpus)
+
+        with open(self.log_path, "ab") as log:
+            self.popen = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+                preexec_fn=pin,
+            )
+        self._known = {self.pid: psutil.Process(self.pid)}
+
+    def exit_code(self) -> int | None:
+        """The exit code once the started process has ended, else ``None``."""
+        return None if self.popen is None else self.popen.poll()
+
+    def processes(self) -> list[psutil.Process]:
+        """The live processes of this server: the started one and every descendant."""
+        self._remember_descendants()
+        return [p for p in self._known.values() if _alive(p)]
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last ``lines`` lines of the log."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - 64_000))
+                text = f.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM every process of the server, then SIGKILL what is left after ``grace`` seconds."""
+        if self.popen is None:
+            return
+        terminate(self.processes(), grace)
+        self.popen.wait(timeout=5)
+
+    def _remember_descendants(self) -> None:
+        for proc in session_members(self.pid):
+            self._known.setdefault(proc.pid, proc)
+
+
+def session_members(sid: int) -> list[psutil.Process]:
+    """Every live process of session ``sid``: a server started in its own session and all it forked,
+    including children whose parent already exited."""
+    members = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getsid(proc.pid) == sid and _alive(proc):
+                members.append(proc)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return members
+
+
+def terminate(procs: list[psutil.Process], grace: float = 10.0) -> None:
+    """SIGTERM ``procs``, then SIGKILL whatever is left after ``grace`` seconds."""
+    for proc in procs:
+        _signal(proc, signal.SIGTERM)
+    _, survivors = psutil.wait_procs(procs, timeout=grace)
+    for proc in survivors:
+        _signal(proc, signal.SIGKILL)
+    psutil.wait_procs(survivors, timeout=5)
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _signal(proc: psutil.Process, sig: int) -> None:
+    with contextlib.suppress(psutil.Error):
+        proc.send_signal(sig)
+
+
+def wait_until_ready(
+    ready: Callable[[], bool],
+    proc: ManagedProcess,
+    *,
+    what: str,
+    timeout: float,
+    fatal: Callable[[str], str | None] = lambda _: None,
+) -> None:
+    """Poll ``ready()`` until it holds; fail fast with the log tail when the process dies or fails.
+
+    ``fatal`` looks at the log tail and returns a reason when start-up can no longer succeed (a worker
+    that died while loading its model, say), so a broken server is reported in seconds, not at the timeout.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        code = proc.exit_code()
+        if code is not None:
+            raise ServerError(
+                f"{what} exited with code {code} while starting; log {proc.log_path}:\n{proc.log_tail()}"
+            )
+        tail = proc.log_tail(200)
+        reason = fatal(tail)
+        if reason:
+            raise ServerError(f"{what} failed to start: {reason}; log {proc.log_path}:\n{proc.log_tail()}")
+        if ready():
+            return
+        if time.monotonic() > deadline:
+            raise ServerError(
+                f"{what} was not ready after {timeout:.0f} s; log {proc.log_path}:\n{proc.log_tail()}"
+            )
+        time.sleep(0.25)
+
+
+def ensure_port_free(port: int, what: str, host: str = "127.0.0.1") -> None:
+    """A clear error when ``host:port`` is taken, before a server fails on it less clearly."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise ServeoffError(
+                f"port {port} on {host} ({what}) is in use; stop what holds it or choose other ports"
+            ) from None
+
+
+def free_port_base(count: int, host: str = "127.0.0.1") -> int:
+    """A port such that ``port .. port+count-1`` were all free a moment ago."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            base = sock.getsockname()[1]
+        if base + count < 65536 and all(_free(host, base + i) for i in range(count)):
+            return base
+    raise ServeoffError(f"found no {count} consecutive free ports on {host}")
+
+
+def _free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True

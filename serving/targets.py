@@ -1,0 +1,58 @@
+"""Target names a benchmark can use: a server over a protocol, or an in-process baseline.
+
+``torchserve:rest``, ``torchserve:grpc``, ``tfserving:rest``, ``tfserving:grpc``, ``torch:inprocess``
+and ``tf:inprocess``. A third server is one more entry in ``SERVERS`` and one more folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import import_module
+
+from serveoff.errors import ServeoffError
+from serveoff.serving.base import PROTOCOLS, Server
+
+SERVERS: dict[str, str] = {
+    "torchserve": "serveoff.serving.torchserve.server:TorchServe",
+    "tfserving": "serveoff.serving.tfserving.server:TFServing",
+}
+BASELINES = ("torch", "tf")
+INPROCESS = "inprocess"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a load point is aimed at: ``system`` (a server or a baseline) and ``protocol``."""
+
+    system: str
+    protocol: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.system}:{self.protocol}"
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.protocol == INPROCESS
+
+
+ALL_TARGETS = tuple(
+    [Target(server, protocol) for server in SERVERS for protocol in PROTOCOLS]
+    + [Target(baseline, INPROCESS) for baseline in BASELINES]
+)
+
+
+def parse_target(text: str) -> Target:
+    """The target called ``text``; a clear error lists the valid names otherwise."""
+    for target in ALL_TARGETS:
+        if target.name == text:
+            return target
+    raise ServeoffError(f"unknown target {text!r}; choose from: {', '.join(t.name for t in ALL_TARGETS)}")
+
+
+def server_class(name: str) -> type[Server]:
+    """The ``Server`` implementation called ``name`` (imported on first use)."""
+    if name not in SERVERS:
+        raise ServeoffError(f"unknown server {name!r}; choose from: {', '.join(SERVERS)}")
+    module, cls = SERVERS[name].split(":")
+    return getattr(import_module(module), cls)

@@ -1,0 +1,1 @@
+"""TF Serving: the SavedModel layout, configuration files, launcher and clients."""

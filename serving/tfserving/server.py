@@ -1,0 +1,186 @@
+"""Launch TF Serving (``tensorflow_model_server``) natively on the models' SavedModels.
+
+Real TF Serving binds its gRPC and REST ports on 0.0.0.0; the address is hard-coded
+(tensorflow/serving#1969), so a native server is reachable from the network while it runs, unlike every
+other server serveoff starts on 127.0.0.1. Each start logs a warning saying so; ``serveoff bench --docker``
+publishes the container's ports on 127.0.0.1 only. Clients always connect to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import requests
+
+from serveoff.errors import ServeoffError
+from serveoff.models.artifacts import ArtifactLayout, read_manifest
+from serveoff.serving.base import DEFAULT_TIMEOUT_S, PROTOCOLS, Client, Endpoints, Server
+from serveoff.serving.metrics import scrape
+from serveoff.serving.process import ManagedProcess, ServerError, ensure_port_free, wait_until_ready
+from serveoff.serving.resources import ServerConfig, validate
+from serveoff.serving.tfserving.client import GrpcClient, RestClient, WireSpec
+from serveoff.serving.tfserving.config import METRICS_PATH, PORT_COUNT, Ports, flags, write_config_files
+
+BINARY = "tensorflow_model_server"
+INSTALL_HINT = (
+    "install it from TF Serving's apt repository (package tensorflow-model-server), build it from source, "
+    "or run the official image tensorflow/serving:2.21.0 with serveoff bench --docker"
+)
+BIND_WARNING = (
+    "tensorflow_model_server binds its gRPC and REST ports on 0.0.0.0 (hard-coded, tensorflow/serving#1969): "
+    "ports {grpc} and {rest} are reachable from the network while it runs; "
+    "use --docker to publish them on 127.0.0.1 only"
+)
+# Log lines after which a load can no longer succeed: TF Serving would retry for minutes before exiting.
+_LOAD_FAILURE = re.compile(r".*(?:Loading servable: .* failed: |cannot be loaded: |Failed to start server).*")
+_STATUS_TIMEOUT_S = 2.0
+_EXIT_GRACE_S = 1.0
+
+log = logging.getLogger(__name__)
+
+
+class TFServing(Server):
+    """TF Serving on each model's ``tfserving/<name>/<version>`` SavedModel, under one ``ServerConfig``."""
+
+    name = "tfserving"
+    port_count = PORT_COUNT
+
+    def __init__(
+        self, models: list[ArtifactLayout], config: ServerConfig, workdir: Path, port_base: int
+    ) -> None:
+        super().__init__(models, config, workdir, port_base)
+        self.ports = Ports.from_base(port_base)
+        self.log_path = workdir / "tfserving.log"
+        self._proc: ManagedProcess | None = None
+
+    @property
+    def endpoints(self) -> Endpoints:
+        rest = f"http://127.0.0.1:{self.ports.rest}"
+        return Endpoints(rest=rest, grpc=f"127.0.0.1:{self.ports.grpc}", metrics=f"{rest}{METRICS_PATH}")
+
+    def start(self, timeout: float = 180.0) -> None:
+        validate(self.config)
+        if not self.models:
+            raise ServeoffError("no models to serve; name at least one built model")
+        for model in self.models:
+            wire_spec(model)
+        binary = find_binary()
+        ensure_port_free(self.ports.grpc, "TF Serving gRPC")
+        ensure_port_free(self.ports.rest, "TF Serving REST")
+        files = write_config_files(self.models, self.config, self.workdir)
+        log.warning(BIND_WARNING.format(grpc=self.ports.grpc, rest=self.ports.rest))
+        self._proc = ManagedProcess(
+            [binary, *flags(self.config, files, self.ports)], self.log_path, cpus=self.config.cpus
+        )
+        self._proc.start()
+        try:
+            wait_until_ready(
+                self._models_available, self._proc, what="TF Serving", timeout=timeout, fatal=_load_failure
+            )
+        except BaseException:
+            self._proc.stop()
+            raise
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.stop()
+
+    def healthy(self) -> bool:
+        return self._proc is not None and self._proc.exit_code() is None and self._models_available()
+
+    def client(
+        self, model: str, protocol: str, timeout: float = DEFAULT_TIMEOUT_S, *, columnar: bool = False
+    ) -> Client:
+        """A client for ``model``; ``columnar`` sends REST requests as ``{"inputs": ...}`` instead of rows."""
+        layouts = {layout.name: layout for layout in self.models}
+        if model not in layouts:
+            raise ServeoffError(f"TF Serving does not serve {model!r} here; it serves {', '.join(layouts)}")
+        spec = wire_spec(layouts[model])
+        if protocol == "rest":
+            return RestClient(self.endpoints.rest, model, spec, timeout, self.diagnose, columnar=columnar)
+        if protocol == "grpc":
+            return GrpcClient(self.endpoints.grpc, model, spec, timeout, self.diagnose)
+        raise ServeoffError(f"unknown protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
+
+    def metrics(self) -> dict[str, float]:
+        try:
+            return scrape(self.endpoints.metrics)
+        except ServeoffError as err:
+            raise self.diagnose(str(err), True) from None
+
+    def processes(self) -> list[psutil.Process]:
+        return self._proc.processes() if self._proc is not None else []
+
+    def pids(self) -> list[int]:
+        return [proc.pid for proc in self.processes()]
+
+    def versions(self) -> dict[str, str]:
+        """``tensorflow_model_server --version``'s lines (server and TensorFlow library), verbatim."""
+        binary = find_binary()
+        try:
+            done = subprocess.run(
+                [binary, "--version"], capture_output=True, text=True, timeout=60, check=True
+            )
+        except (OSError, subprocess.SubprocessError) as err:
+            raise ServeoffError(f"cannot read the version of {binary}: {err}") from None
+        pairs = (line.partition(":") for line in done.stdout.splitlines() if ":" in line)
+        return {key.strip(): value.strip() for key, _, value in pairs} or {BINARY: done.stdout.strip()}
+
+    def diagnose(self, problem: str, connection_lost: bool = False) -> ServerError:
+        """A ``ServerError`` for a failed request: whether the server died (with its log tail) or runs."""
+        proc = self._proc
+        if proc is None:
+            return ServerError(f"{problem}; TF Serving was not started")
+        code = proc.exit_code()
+        deadline = time.monotonic() + _EXIT_GRACE_S
+        while connection_lost and code is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # a killed server's connections drop a moment before it can be reaped
+            code = proc.exit_code()
+        if code is None:
+            return ServerError(f"{problem}; {BINARY} (pid {proc.pid}) is still running; log {proc.log_path}")
+        return ServerError(
+            f"{problem}; {BINARY} exited with code {code}; log {proc.log_path}:\n{proc.log_tail()}"
+        )
+
+    def _models_available(self) -> bool:
+        """Whether every model has a version in state AVAILABLE, per ``GET /v1/models/<name>``."""
+        for model in self.models:
+            try:
+                response = requests.get(
+                    f"{self.endpoints.rest}/v1/models/{model.name}", timeout=_STATUS_TIMEOUT_S
+                )
+                states = [v.get("state") for v in response.json().get("model_version_status", [])]
+            except (requests.RequestException, ValueError, AttributeError):
+                return False
+            if "AVAILABLE" not in states:
+                return False
+        return True
+
+
+def find_binary() -> str:
+    """The path of ``tensorflow_model_server`` on PATH, or one clear line on how to get it."""
+    binary = shutil.which(BINARY)
+    if binary is None:
+        raise ServeoffError(f"{BINARY} (TF Serving) is not on PATH; {INSTALL_HINT}")
+    return binary
+
+
+def wire_spec(model: ArtifactLayout) -> WireSpec:
+    """The input and output names of a built model, from its manifest."""
+    manifest = read_manifest(model.root)
+    if manifest is None:
+        raise ServeoffError(
+            f"model {model.name!r} has no complete build in {model.root}; build it with serveoff build"
+        )
+    return WireSpec(input_name=manifest["input"]["name"], output_name=manifest["output"]["name"])
+
+
+def _load_failure(log_tail: str) -> str | None:
+    match = _LOAD_FAILURE.search(log_tail)
+    return match.group(0).strip() if match else None

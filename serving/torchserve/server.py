@@ -1,0 +1,271 @@
+"""TorchServe, started natively from the venv: its Python wrapper, its Java frontend and its Python workers.
+
+Everything it writes lives under ``workdir`` (``config.properties``, ``model-store/``, ``torchserve.log``
+and ``logs/``) except its temp directory (unpacked archives and worker sockets), which gets a short
+private path of its own so that Unix socket paths stay short and two servers never share one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sysconfig
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import ClassVar
+
+import psutil
+import requests
+
+from serveoff.errors import ServeoffError
+from serveoff.models.artifacts import ArtifactLayout
+from serveoff.serving.base import DEFAULT_TIMEOUT_S, PROTOCOLS, Client, Endpoints, Server
+from serveoff.serving.metrics import scrape
+from serveoff.serving.process import ManagedProcess, ServerError, ensure_port_free, wait_until_ready
+from serveoff.serving.resources import ServerConfig, validate
+from serveoff.serving.torchserve.client import GrpcClient, RestClient, grpc_ping, input_spec
+from serveoff.serving.torchserve.config import (
+    HOST,
+    PORT_COUNT,
+    WORKER_ENV_KEYS,
+    Ports,
+    properties,
+    render,
+    worker_env,
+)
+from serveoff.serving.torchserve.java import java_executable, java_version
+
+LOAD_FAILED = re.compile(r"Failed to load model (\S+), exception (.*)")
+WORKER_DIED = "Backend worker process died"
+PROBE_TIMEOUT_S = 2.0
+SETTLE_S = 2.0  # how long a server that stopped answering may take to finish dying
+
+
+def load_failure(log_tail: str) -> str | None:
+    """Why start-up can no longer succeed, from the log: a worker that died loading its model."""
+    match = LOAD_FAILED.search(log_tail)
+    if match:
+        return f"model {match[1]} failed to load: {match[2][:300]}"
+    if WORKER_DIED in log_tail:
+        return "a worker process died while loading its model"
+    return None
+
+
+def torchserve_executable() -> Path:
+    """The ``torchserve`` launcher of this interpreter's environment, so its workers run this Python."""
+    path = Path(sysconfig.get_path("scripts")) / "torchserve"
+    if not os.access(path, os.X_OK):
+        raise ServeoffError(f"{path} is missing: install TorchServe into this environment (./setup.sh)")
+    return path
+
+
+class TorchServe(Server):
+    """TorchServe serving the models' .mar archives under one ``ServerConfig``."""
+
+    name = "torchserve"
+    port_count: ClassVar[int] = PORT_COUNT
+    default_port_base: ClassVar[int] = 8080
+
+    def __init__(
+        self, models: list[ArtifactLayout], config: ServerConfig, workdir: Path, port_base: int
+    ) -> None:
+        super().__init__(models, config, workdir, port_base)
+        self.ports = Ports.from_base(port_base)
+        self.config_path = workdir / "config.properties"
+        self.log_path = workdir / "torchserve.log"
+        self._proc: ManagedProcess | None = None
+        self._java: psutil.Process | None = None
+        self._java_version: str | None = None
+        self._tmp: Path | None = None
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return Endpoints(
+            rest=f"http://{HOST}:{self.ports.rest}",
+            grpc=f"{HOST}:{self.ports.grpc}",
+            metrics=f"http://{HOST}:{self.ports.metrics}/metrics",
+        )
+
+    def start(self, timeout: float = 180.0) -> None:
+        if self.processes():
+            raise ServeoffError(f"TorchServe in {self.workdir} is already running; stop it first")
+        validate(self.config)
+        java = java_executable()
+        self._java_version = java_version(java)
+        launcher = torchserve_executable()
+        for what, port in self.ports.named().items():
+            ensure_port_free(port, what)
+        store = self._model_store()
+        self.config_path.write_text(render(properties(self.config, self.ports, store, self._mars(store))))
+        self.log_path.unlink(missing_ok=True)  # an old run's failures must not look like this one's
+        self._tmp = Path(tempfile.mkdtemp(prefix="serveoff-ts-"))
+        argv = [str(launcher), "--start", "--foreground", "--ncs", "--ts-config", str(self.config_path)]
+        self._proc = ManagedProcess(
+            argv, self.log_path, env=self._env(launcher), cwd=self.workdir, cpus=self.config.cpus
+        )
+        self._java = None
+        try:
+            self._proc.start()
+            wait_until_ready(self._ready, self._proc, what="TorchServe", timeout=timeout, fatal=load_failure)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.stop()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def healthy(self) -> bool:
+        try:
+            response = requests.get(f"{self.endpoints.rest}/ping", timeout=PROBE_TIMEOUT_S)
+            return response.status_code == 200 and response.json().get("status") == "Healthy"
+        except (requests.RequestException, ValueError):
+            return False
+
+    def client(self, model: str, protocol: str, timeout: float = DEFAULT_TIMEOUT_S) -> Client:
+        layout = next((m for m in self.models if m.name == model), None)
+        if layout is None:
+            raise ServeoffError(
+                f"TorchServe serves no model {model!r}; it serves {', '.join(self.model_names)}"
+            )
+        spec = input_spec(layout)
+        if protocol == "rest":
+            return RestClient(self.endpoints.rest, model, spec, timeout, self.diagnose)
+        if protocol == "grpc":
+            return GrpcClient(self.endpoints.grpc, model, spec, timeout, self.diagnose)
+        raise ServeoffError(f"unknown protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
+
+    def metrics(self) -> dict[str, float]:
+        return scrape(self.endpoints.metrics)
+
+    def processes(self) -> list[psutil.Process]:
+        return self._proc.processes() if self._proc is not None else []
+
+    def pids(self) -> list[int]:
+        """The started process first (its session holds every process of the server), then the rest."""
+        if self._proc is None or self._proc.popen is None:
+            return []
+        return [self._proc.pid] + [p.pid for p in self.processes() if p.pid != self._proc.pid]
+
+    def versions(self) -> dict[str, str]:
+        java = self._java_version or java_version(java_executable())
+        return {"torchserve": version("torchserve"), "torch": version("torch"), "java": java}
+
+    def diagnose(self, problem: str, lost: bool = False) -> ServerError:
+        """The error for a failed client call: with the log tail when TorchServe died, else the log's path.
+
+        ``lost``: the connection failed, so TorchServe may be dying; unless it still answers, it gets a
+        moment to finish, so that a crash is reported as one.
+        """
+        proc = self._proc
+        if proc is None:
+            return ServerError(f"{problem}; TorchServe was never started")
+        gone = self._exit_reason()
+        if gone is None and lost and not self._answers():
+            deadline = time.monotonic() + SETTLE_S
+            while gone is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+                gone = self._exit_reason()
+        if gone:
+            return ServerError(
+                f"{problem}; TorchServe died ({gone}); log {proc.log_path}:\n{proc.log_tail()}"
+            )
+        return ServerError(f"{problem}; TorchServe is still running, log {proc.log_path}")
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    def _model_store(self) -> Path:
+        """``workdir/model-store`` with a link to each model's .mar; a clear error for a missing one."""
+        names = self.model_names
+        if len(set(names)) != len(names):
+            raise ServeoffError(f"TorchServe got the same model twice: {', '.join(names)}")
+        store = self.workdir / "model-store"
+        store.mkdir(parents=True, exist_ok=True)
+        for layout in self.models:
+            if not layout.mar.is_file():
+                raise ServeoffError(
+                    f"{layout.mar} is missing; build model {layout.name} with `serveoff build`"
+                )
+            link = store / layout.mar.name
+            link.unlink(missing_ok=True)
+            link.symlink_to(layout.mar.resolve())
+        return store
+
+    def _mars(self, store: Path) -> dict[str, Path]:
+        return {layout.name: store / layout.mar.name for layout in self.models}
+
+    def _env(self, launcher: Path) -> dict[str, str]:
+        """The launcher's environment, inherited by Java and the workers."""
+        env = {k: v for k, v in os.environ.items() if k not in WORKER_ENV_KEYS}
+        logs = str(self.workdir / "logs")
+        return (
+            env
+            | worker_env(self.config)
+            | {
+                "PATH": os.pathsep.join([str(launcher.parent), env.get("PATH", "")]),
+                "TMPDIR": str(self._tmp),  # the launcher's PID file
+                "TEMP": str(self._tmp),  # Java's temp dir: unpacked archives and worker sockets
+                "TS_CONFIG_FILE": str(self.config_path),  # the launcher prefers it to --ts-config
+                "LOG_LOCATION": logs,
+                "METRICS_LOCATION": logs,
+            }
+        )
+
+    def _ready(self) -> bool:
+        ready = (
+            self.healthy()
+            and all(self._workers_ready(name) for name in self.model_names)
+            and grpc_ping(self.endpoints.grpc, PROBE_TIMEOUT_S) == "Healthy"
+        )
+        if ready:
+            self._java = next((p for p in self.processes() if _name(p) == "java"), None)
+        return ready
+
+    def _workers_ready(self, model: str) -> bool:
+        """Whether every worker of ``model`` is READY, and at least as many as asked for."""
+        url = f"http://{HOST}:{self.ports.management}/models/{model}"
+        try:
+            described = requests.get(url, timeout=PROBE_TIMEOUT_S).json()
+            workers = [w["status"] for version_ in described for w in version_["workers"]]
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            return False
+        return len(workers) >= (self.config.instances or 1) and all(s == "READY" for s in workers)
+
+    def _exit_reason(self) -> str | None:
+        """Why TorchServe is no longer running, or ``None`` while it runs."""
+        code = self._proc.exit_code() if self._proc else None
+        if code is not None:
+            return f"exit code {code}"
+        if self._java is not None and not _running(self._java):
+            return f"its Java process {self._java.pid} is gone"
+        return None
+
+    def _answers(self) -> bool:
+        """Whether TorchServe answers HTTP at all (with any status) within a moment."""
+        try:
+            requests.get(f"{self.endpoints.rest}/ping", timeout=0.5)
+            return True
+        except requests.RequestException:
+            return False
+
+
+def _name(proc: psutil.Process) -> str:
+    try:
+        return proc.name()
+    except psutil.Error:
+        return ""
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

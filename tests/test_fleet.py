@@ -1,0 +1,107 @@
+"""`serveoff up --native` / `serveoff down`: start servers by hand and stop exactly what was started."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import requests
+
+from serveoff.errors import ServeoffError
+from serveoff.models.artifacts import ArtifactLayout
+from serveoff.models.build import BuildResult
+from serveoff.serving import fleet
+from serveoff.serving.process import free_port_base
+from serveoff.serving.resources import server_config
+
+from .cli_runner import run_cli
+
+
+@pytest.fixture
+def digits(built: dict[str, BuildResult]) -> ArtifactLayout:
+    return ArtifactLayout(built["digits-mlp"].root, "digits-mlp")
+
+
+def session_alive(rec: fleet.Record) -> list[psutil.Process]:
+    return fleet.processes_of(rec)
+
+
+def test_up_records_the_servers_and_down_stops_exactly_them(digits, tmp_path, capsys, monkeypatch) -> None:
+    state = tmp_path / "servers.json"
+    records = fleet.start_servers(
+        ["torchserve"],
+        [digits],
+        server_config("matched"),
+        tmp_path / "work",
+        state,
+        port_bases={"torchserve": free_port_base(5)},
+    )
+    try:
+        (rec,) = records
+        assert len(session_alive(rec)) >= 3  # wrapper, java, one worker
+        saved = json.loads(state.read_text())
+        assert saved["schema"] == fleet.STATE_SCHEMA
+        assert saved["servers"][0]["session"] == rec.session
+        sample = np.load(digits.samples)[:2]
+        reply = requests.post(
+            f"{rec.endpoints['rest']}/predictions/digits-mlp", json={"instances": sample.tolist()}, timeout=30
+        )
+        assert reply.status_code == 200 and len(reply.json()["predictions"]) == 2
+
+        with pytest.raises(ServeoffError, match="serveoff down"):
+            fleet.start_servers(["torchserve"], [digits], server_config("matched"), tmp_path / "w2", state)
+    finally:
+        result = run_cli(["down", "--state", str(state)], capsys, monkeypatch)
+    assert result.code == 0, result.stderr
+    assert "stopped torchserve" in result.stdout
+    assert session_alive(rec) == []
+    assert not state.exists()
+    again = run_cli(["down", "--state", str(state)], capsys, monkeypatch)
+    assert again.code == 0 and "no server of serveoff was running" in again.stdout
+
+
+def test_a_failing_server_stops_those_already_started(digits, tmp_path, monkeypatch) -> None:
+    if shutil.which("tensorflow_model_server"):
+        pytest.skip("needs a machine without tensorflow_model_server")
+    state = tmp_path / "servers.json"
+    before = {p.pid for p in psutil.process_iter()}
+    with pytest.raises(ServeoffError, match="tensorflow_model_server"):
+        fleet.start_servers(
+            ["torchserve", "tfserving"],
+            [digits],
+            server_config("matched"),
+            tmp_path / "work",
+            state,
+            port_bases={"torchserve": free_port_base(5), "tfserving": free_port_base(2)},
+        )
+    assert not state.exists()
+    new = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before]
+    assert [p for p in new if "java" in str(p.info["cmdline"])] == [], "TorchServe was left running"
+
+
+def test_up_needs_native(capsys, monkeypatch) -> None:
+    result = run_cli(["up"], capsys, monkeypatch)
+    assert result.code == 2
+    assert result.stderr.strip() == "serveoff: error: only native servers can be started yet: pass --native"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--server", "triton"], "unknown server 'triton'"),
+        (["--cpus", "0-999"], "names CPUs this machine lacks"),
+        (["--instances", "0"], "instances must be at least 1"),
+        (["--preset", "fastest"], "unknown preset 'fastest'"),
+        (["--model", "nope"], "unknown model 'nope'"),
+    ],
+)
+def test_up_rejects_bad_values_in_one_line(args, message, tmp_path: Path, capsys, monkeypatch) -> None:
+    result = run_cli(["up", "--native", "--state", str(tmp_path / "s.json"), *args], capsys, monkeypatch)
+    assert result.code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+    assert not (tmp_path / "s.json").exists()
