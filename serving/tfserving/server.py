@@ -50,6 +50,7 @@ class TFServing(Server):
 
     name = "tfserving"
     port_count = PORT_COUNT
+    default_port_base = 8500  # gRPC 8500, REST 8501: TF Serving's own defaults
 
     def __init__(
         self, models: list[ArtifactLayout], config: ServerConfig, workdir: Path, port_base: int
