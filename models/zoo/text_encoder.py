@@ -8,10 +8,11 @@ import keras
 import numpy as np
 import torch
 from keras import ops
+from torch import nn
+
 from serveoff.models import datasets
 from serveoff.models.spec import Dataset, InputSpec, TrainingPlan
 from serveoff.models.zoo.digits_mlp import dense_weights
-from torch import nn
 
 # BERT's LayerNorm epsilon. Keras' LayerNormalization defaults to 1e-3, so it is set explicitly on both sides.
 LAYER_NORM_EPS = 1e-12
