@@ -91,6 +91,16 @@ class ArtifactLayout:
         return {key: str(path.relative_to(self.root)) for key, path in paths.items()}
 
 
+def require_manifest(layout: ArtifactLayout) -> dict:
+    """The manifest of a complete build of ``layout``; a clear error when there is none."""
+    manifest = read_manifest(layout.root)
+    if manifest is None:
+        raise ServeoffError(
+            f"model {layout.name!r} has no complete build in {layout.root}; build it with `serveoff build`"
+        )
+    return manifest
+
+
 def read_manifest(root: Path) -> dict | None:
     """The manifest of a complete artifact directory, or ``None`` when it is missing or incomplete."""
     try:

@@ -28,6 +28,11 @@ class InputSpec:
         """Plain data for manifests."""
         return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
 
+    @classmethod
+    def from_json(cls, data: dict) -> InputSpec:
+        """The spec ``to_json`` wrote."""
+        return cls(data["name"], data["dtype"], tuple(data["shape"]))
+
 
 @dataclass(frozen=True)
 class Dataset:

@@ -5,16 +5,26 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 import psutil
 
 from serveoff.models.artifacts import ArtifactLayout
+from serveoff.serving.process import ServerError
 from serveoff.serving.resources import ServerConfig
 
 PROTOCOLS = ("rest", "grpc")
 DEFAULT_TIMEOUT_S = 10.0
+
+
+class Diagnose(Protocol):
+    """A server's verdict on a failed client call (``lost``: the connection itself failed).
+
+    The returned error carries the server's log tail when the server died, and says so when it hung.
+    """
+
+    def __call__(self, problem: str, lost: bool = False) -> ServerError: ...
 
 
 class Client(ABC):

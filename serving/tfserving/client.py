@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -17,7 +16,7 @@ import numpy as np
 import requests
 
 from serveoff.errors import ServeoffError
-from serveoff.serving.base import Client
+from serveoff.serving.base import Client, Diagnose
 from serveoff.serving.tfserving.protos import (
     DT_FLOAT,
     DT_INT32,
@@ -28,7 +27,6 @@ from serveoff.serving.tfserving.protos import (
 )
 
 SIGNATURE = "serving_default"
-Diagnose = Callable[[str, bool], ServeoffError]
 _WIRE_TYPES = {np.dtype("float32"): (DT_FLOAT, "<f4"), np.dtype("int32"): (DT_INT32, "<i4")}
 
 

@@ -19,7 +19,7 @@ import psutil
 import requests
 
 from serveoff.errors import ServeoffError
-from serveoff.models.artifacts import ArtifactLayout, read_manifest
+from serveoff.models.artifacts import ArtifactLayout, require_manifest
 from serveoff.serving.base import DEFAULT_TIMEOUT_S, PROTOCOLS, Client, Endpoints, Server
 from serveoff.serving.metrics import scrape
 from serveoff.serving.process import ManagedProcess, ServerError, ensure_port_free, wait_until_ready
@@ -174,11 +174,7 @@ def find_binary() -> str:
 
 def wire_spec(model: ArtifactLayout) -> WireSpec:
     """The input and output names of a built model, from its manifest."""
-    manifest = read_manifest(model.root)
-    if manifest is None:
-        raise ServeoffError(
-            f"model {model.name!r} has no complete build in {model.root}; build it with serveoff build"
-        )
+    manifest = require_manifest(model)
     return WireSpec(input_name=manifest["input"]["name"], output_name=manifest["output"]["name"])
 
 

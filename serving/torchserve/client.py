@@ -15,7 +15,6 @@ import tempfile
 import threading
 from pathlib import Path
 from types import ModuleType
-from typing import Protocol
 
 import grpc
 import numpy as np
@@ -23,10 +22,9 @@ import requests
 from google.protobuf import empty_pb2
 
 from serveoff.errors import ServeoffError
-from serveoff.models.artifacts import ArtifactLayout, read_manifest
+from serveoff.models.artifacts import ArtifactLayout, require_manifest
 from serveoff.models.spec import InputSpec
-from serveoff.serving.base import Client
-from serveoff.serving.process import ServerError
+from serveoff.serving.base import Client, Diagnose
 
 PROTO = Path(__file__).with_name("inference.proto")
 GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
@@ -34,21 +32,9 @@ REJECTED = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
 _proto_lock = threading.Lock()
 
 
-class Diagnose(Protocol):
-    """The server's verdict on a failed call; ``lost``: the connection itself failed."""
-
-    def __call__(self, problem: str, lost: bool = False) -> ServerError: ...
-
-
 def input_spec(layout: ArtifactLayout) -> InputSpec:
     """The model's wire input, from its artifact manifest."""
-    manifest = read_manifest(layout.root)
-    if manifest is None:
-        raise ServeoffError(
-            f"{layout.root} is not a complete artifact directory; build it with `serveoff build`"
-        )
-    spec = manifest["input"]
-    return InputSpec(spec["name"], spec["dtype"], tuple(spec["shape"]))
+    return InputSpec.from_json(require_manifest(layout)["input"])
 
 
 def check_batch(batch: np.ndarray, spec: InputSpec, model: str) -> None:
