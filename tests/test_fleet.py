@@ -26,6 +26,19 @@ def digits(built: dict[str, BuildResult]) -> ArtifactLayout:
     return ArtifactLayout(built["digits-mlp"].root, "digits-mlp")
 
 
+def started_under(workdir: Path) -> list[psutil.Process]:
+    """Live processes of a TorchServe whose config lies under ``workdir`` (its processes all inherit it)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            config = proc.environ().get("TS_CONFIG_FILE", "")
+            if config.startswith(str(workdir)) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
 def session_alive(rec: fleet.Record) -> list[psutil.Process]:
     return fleet.processes_of(rec)
 
@@ -68,7 +81,6 @@ def test_a_failing_server_stops_those_already_started(digits, tmp_path, monkeypa
     if shutil.which("tensorflow_model_server"):
         pytest.skip("needs a machine without tensorflow_model_server")
     state = tmp_path / "servers.json"
-    before = {p.pid for p in psutil.process_iter()}
     with pytest.raises(ServeoffError, match="tensorflow_model_server"):
         fleet.start_servers(
             ["torchserve", "tfserving"],
@@ -79,8 +91,7 @@ def test_a_failing_server_stops_those_already_started(digits, tmp_path, monkeypa
             port_bases={"torchserve": free_port_base(5), "tfserving": free_port_base(2)},
         )
     assert not state.exists()
-    new = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before]
-    assert [p for p in new if "java" in str(p.info["cmdline"])] == [], "TorchServe was left running"
+    assert started_under(tmp_path) == [], "TorchServe was left running"
 
 
 def test_up_needs_native(capsys, monkeypatch) -> None:
