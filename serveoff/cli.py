@@ -96,7 +96,8 @@ DEFAULT_WORKDIR = Path(".serveoff/servers")
 @app.command()
 def up(
     model: Annotated[
-        list[str] | None, typer.Option("--model", "-m", help="Model to serve (repeatable).")
+        list[str] | None,
+        typer.Option("--model", "-m", help="Model to serve (repeatable; default: digits-mlp)."),
     ] = None,
     server: Annotated[
         list[str] | None,
