@@ -19,24 +19,12 @@ from serveoff.serving.process import free_port_base
 from serveoff.serving.resources import server_config
 
 from .cli_runner import run_cli
+from .torchserve_helpers import environment_matches
 
 
 @pytest.fixture
 def digits(built: dict[str, BuildResult]) -> ArtifactLayout:
     return ArtifactLayout(built["digits-mlp"].root, "digits-mlp")
-
-
-def started_under(workdir: Path) -> list[psutil.Process]:
-    """Live processes of a TorchServe whose config lies under ``workdir`` (its processes all inherit it)."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            config = proc.environ().get("TS_CONFIG_FILE", "")
-            if config.startswith(str(workdir)) and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
 
 
 def session_alive(rec: fleet.Record) -> list[psutil.Process]:
@@ -91,7 +79,9 @@ def test_a_failing_server_stops_those_already_started(digits, tmp_path, monkeypa
             port_bases={"torchserve": free_port_base(5), "tfserving": free_port_base(2)},
         )
     assert not state.exists()
-    assert started_under(tmp_path) == [], "TorchServe was left running"
+    config = tmp_path / "work" / "torchserve" / "config.properties"
+    assert config.exists(), "TorchServe was not started before TF Serving failed"
+    assert environment_matches(config) == [], "TorchServe was left running"
 
 
 def test_up_needs_native(capsys, monkeypatch) -> None:
