@@ -133,14 +133,14 @@ class TFServing(Server):
         pairs = (line.partition(":") for line in done.stdout.splitlines() if ":" in line)
         return {key.strip(): value.strip() for key, _, value in pairs} or {BINARY: done.stdout.strip()}
 
-    def diagnose(self, problem: str, connection_lost: bool = False) -> ServerError:
+    def diagnose(self, problem: str, lost: bool = False) -> ServerError:
         """A ``ServerError`` for a failed request: whether the server died (with its log tail) or runs."""
         proc = self._proc
         if proc is None:
             return ServerError(f"{problem}; TF Serving was not started")
         code = proc.exit_code()
         deadline = time.monotonic() + _EXIT_GRACE_S
-        while connection_lost and code is None and time.monotonic() < deadline:
+        while lost and code is None and time.monotonic() < deadline:
             time.sleep(0.05)  # a killed server's connections drop a moment before it can be reaped
             code = proc.exit_code()
         if code is None:
