@@ -126,7 +126,7 @@ def up(
         raise ServeoffError("only native servers can be started yet: pass --native")
     from serveoff.serving import fleet
     from serveoff.serving.resources import parse_cpus, server_config
-    from serveoff.serving.targets import SERVERS
+    from serveoff.serving.targets import SERVERS, server_class
 
     config = server_config(
         preset,
@@ -136,11 +136,13 @@ def up(
         max_batch_size=max_batch_size,
         batch_timeout_ms=batch_timeout_ms,
     )
+    from serveoff.models.zoo import check_known
+
+    models = [check_known(name) for name in dict.fromkeys(model or ["digits-mlp"])]
     servers = list(dict.fromkeys(server or SERVERS))
     for name in servers:
-        if name not in SERVERS:
-            raise ServeoffError(f"unknown server {name!r}; choose from: {', '.join(SERVERS)}")
-    layouts = ensure_built(model or ["digits-mlp"], artifacts)
+        server_class(name).check_installed()  # before anything is built or started
+    layouts = ensure_built(models, artifacts)
     records = fleet.start_servers(servers, layouts, config, DEFAULT_WORKDIR.resolve(), state)
     for rec in records:
         typer.echo(f"{rec.server}: REST {rec.endpoints['rest']}  gRPC {rec.endpoints['grpc']}  "
@@ -159,6 +161,206 @@ def down(
     typer.echo("stopped " + ", ".join(stopped) if stopped else "no server of serveoff was running")
 
 
+DEFAULT_RESULTS = Path("results")
+
+ModelOpt = Annotated[list[str] | None, typer.Option("--model", "-m", help="Model to benchmark (repeatable).")]
+TargetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--target", "-t", help="torchserve:rest, torchserve:grpc, tfserving:rest, tfserving:grpc, "
+                 "torch:inprocess or tf:inprocess (repeatable; default: every running server's protocols "
+                 "and their in-process baselines)."),
+]  # fmt: skip
+LoadOpt = Annotated[str, typer.Option(help="closed (concurrency sweep), open (rate sweep) or search.")]
+ConcurrencyOpt = Annotated[str | None, typer.Option(help="Closed-loop users per point [1,2,4,8,16,32].")]
+RateOpt = Annotated[str | None, typer.Option(help="Open-loop requests/s per point [25,50,100,200].")]
+ArrivalOpt = Annotated[str, typer.Option(help="Open-loop arrivals: poisson or constant.")]
+BoundOpt = Annotated[float, typer.Option(help="search: the p99 latency bound, ms.")]
+StartRateOpt = Annotated[float, typer.Option(help="search: the first rate probed, requests/s.")]
+ProbesOpt = Annotated[int, typer.Option(help="search: at most this many probes per target.")]
+BatchOpt = Annotated[int, typer.Option(help="Inputs per request.")]
+TimeoutOpt = Annotated[float, typer.Option(help="Request timeout, s.")]
+WarmupOpt = Annotated[float, typer.Option(help="Warm-up before each point's windows, s (not counted).")]
+WindowOpt = Annotated[float, typer.Option(help="Measurement window, s.")]
+MinWindowsOpt = Annotated[int, typer.Option(help="Windows at least per point.")]
+MaxWindowsOpt = Annotated[int, typer.Option(help="Windows at most per point, when not stable before.")]
+ToleranceOpt = Annotated[float, typer.Option(help="Stable: 3 windows within this share of their mean.")]
+WorkersOpt = Annotated[int, typer.Option(help="Locust worker processes (0: generate load in this process).")]
+UiOpt = Annotated[bool, typer.Option("--ui", help="Serve locust's web UI on 127.0.0.1 while it runs.")]
+UiPortOpt = Annotated[int, typer.Option(help="Port of locust's web UI.")]
+OutOpt = Annotated[Path, typer.Option(help="Results directory; the run goes into <out>/<run-id>/.")]
+RunIdOpt = Annotated[str | None, typer.Option(help="Name of the run (default: the UTC time).")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the arrival times and the bootstrap.")]
+
+
+def bench_plan(models: list[str], targets: list, load: str, concurrency: str | None, rate: str | None,
+               arrival: str, p99_bound_ms: float, start_rate: float, max_probes: int, batch_size: int,
+               timeout: float, warmup: float, window: float, min_windows: int, max_windows: int,
+               tolerance: float, workers: int, ui: bool, ui_port: int, seed: int):  # fmt: skip
+    """The benchmark plan from the command line, with one clear line for each bad value."""
+    from serveoff.loadtest.bench import BenchPlan
+    from serveoff.loadtest.plan import SearchPolicy, WindowPolicy, load_points
+
+    if batch_size < 1 or timeout <= 0 or workers < 0:
+        raise ServeoffError("--batch-size must be at least 1, --timeout positive and --workers 0 or more")
+    points = load_points(load, concurrency, rate, arrival)
+    search = SearchPolicy(p99_bound_ms, start_rate, max_probes, arrival=arrival) if load == "search" else None
+    policy = WindowPolicy(warmup, window, min_windows, max_windows, tolerance=tolerance)
+    policy.validate()
+    if search:
+        search.validate()
+    return BenchPlan(
+        models=models, targets=targets, points=points,
+        policy=policy, search=search,
+        batch_size=batch_size, timeout_s=timeout, workers=workers, ui_port=ui_port if ui else None, seed=seed,
+    )  # fmt: skip
+
+
+def new_run_dir(out: Path, run_id: str | None) -> Path:
+    """``out/<run-id>``, which must not exist yet (results are never overwritten)."""
+    from datetime import UTC, datetime
+
+    run_id = run_id or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    if "/" in run_id or run_id in ("", ".", ".."):
+        raise ServeoffError(f"--run-id {run_id!r} must be a plain name")
+    run_dir = out / run_id
+    if run_dir.exists():
+        raise ServeoffError(f"{run_dir} already exists; choose another --run-id")
+    run_dir.mkdir(parents=True)
+    return run_dir.resolve()
+
+
+def measure_and_report(plan, records: list, artifacts: Path, run_dir: Path) -> None:
+    """Run the benchmark with a progress display and print where the results are."""
+    from serveoff.loadtest.bench import run_bench
+    from serveoff.loadtest.progress import BenchProgress
+
+    if plan.ui_port is not None:
+        console.print(f"locust web UI: http://127.0.0.1:{plan.ui_port}", markup=False)
+    results = run_bench(plan, records, artifacts, run_dir, BenchProgress(console))
+    typer.echo(f"results: {results.path}")
+
+
+@app.command()
+def bench(
+    model: ModelOpt = None,
+    target: TargetOpt = None,
+    load: LoadOpt = "closed",
+    concurrency: ConcurrencyOpt = None,
+    rate: RateOpt = None,
+    arrival: ArrivalOpt = "poisson",
+    p99_bound_ms: BoundOpt = 100.0,
+    start_rate: StartRateOpt = 10.0,
+    max_probes: ProbesOpt = 10,
+    batch_size: BatchOpt = 1,
+    timeout: TimeoutOpt = 10.0,
+    warmup: WarmupOpt = 2.0,
+    window: WindowOpt = 3.0,
+    min_windows: MinWindowsOpt = 3,
+    max_windows: MaxWindowsOpt = 8,
+    tolerance: ToleranceOpt = 0.1,
+    workers: WorkersOpt = 0,
+    ui: UiOpt = False,
+    ui_port: UiPortOpt = 8089,
+    out: OutOpt = DEFAULT_RESULTS,
+    run_id: RunIdOpt = None,
+    seed: SeedOpt = 0,
+    state: Annotated[Path, typer.Option(help="The servers `serveoff up` recorded.")] = DEFAULT_STATE,
+    artifacts: Annotated[Path, typer.Option(help="Artifacts for baseline-only runs.")] = DEFAULT_ARTIFACTS,
+) -> None:
+    """Load-test the running servers (`serveoff up`) and the in-process baselines into results.json."""
+    from serveoff.loadtest.bench import default_targets
+    from serveoff.serving import fleet
+    from serveoff.serving.targets import parse_target
+
+    records = [rec for rec in fleet.read_state(state) if fleet.processes_of(rec)]
+    targets = [parse_target(t) for t in dict.fromkeys(target)] if target else default_targets(records)
+    if not targets:
+        raise ServeoffError(
+            f"no server recorded in {state} is running: start them with `serveoff up --native`, use "
+            "`serveoff run`, or bench the baselines alone with --target torch:inprocess"
+        )
+    served = [name for rec in records for name in rec.models]
+    models = list(dict.fromkeys(model or served[:1] or ["digits-mlp"]))
+    plan = bench_plan(models, targets, load, concurrency, rate, arrival, p99_bound_ms, start_rate, max_probes,
+                      batch_size, timeout, warmup, window, min_windows, max_windows, tolerance, workers, ui,
+                      ui_port, seed)  # fmt: skip
+    measure_and_report(plan, records, artifacts, new_run_dir(out, run_id))
+
+
+@app.command()
+def run(
+    model: ModelOpt = None,
+    server: Annotated[
+        list[str] | None, typer.Option("--server", "-s", help="torchserve or tfserving (default both).")
+    ] = None,
+    baselines: Annotated[bool, typer.Option(help="Also measure the in-process baselines.")] = True,
+    load: LoadOpt = "closed",
+    concurrency: ConcurrencyOpt = None,
+    rate: RateOpt = None,
+    arrival: ArrivalOpt = "poisson",
+    p99_bound_ms: BoundOpt = 100.0,
+    start_rate: StartRateOpt = 10.0,
+    max_probes: ProbesOpt = 10,
+    batch_size: BatchOpt = 1,
+    timeout: TimeoutOpt = 10.0,
+    warmup: WarmupOpt = 2.0,
+    window: WindowOpt = 3.0,
+    min_windows: MinWindowsOpt = 3,
+    max_windows: MaxWindowsOpt = 8,
+    tolerance: ToleranceOpt = 0.1,
+    workers: WorkersOpt = 0,
+    ui: UiOpt = False,
+    ui_port: UiPortOpt = 8089,
+    out: OutOpt = DEFAULT_RESULTS,
+    run_id: RunIdOpt = None,
+    seed: SeedOpt = 0,
+    artifacts: Annotated[Path, typer.Option(help="Artifacts directory (missing models are built).")] = (
+        DEFAULT_ARTIFACTS
+    ),
+    preset: Annotated[str, typer.Option(help="matched or out-of-the-box.")] = "matched",
+    cpus: Annotated[str | None, typer.Option(help="Servers' CPU set, e.g. 0-3 (default: all).")] = None,
+    instances: Annotated[int | None, typer.Option(help="Model instances per server.")] = None,
+    threads: Annotated[int | None, typer.Option(help="Intra-op threads per instance.")] = None,
+    max_batch_size: Annotated[int | None, typer.Option(help="Server-side batch size (1: none).")] = None,
+    batch_timeout_ms: Annotated[int | None, typer.Option(help="How long a partial batch waits.")] = None,
+) -> None:
+    """Build, start the servers natively, benchmark them and the baselines, and stop everything."""
+    from serveoff.loadtest.bench import default_targets
+    from serveoff.models.zoo import check_known
+    from serveoff.serving import fleet
+    from serveoff.serving.process import free_port_base
+    from serveoff.serving.resources import parse_cpus, server_config
+    from serveoff.serving.targets import SERVERS, server_class
+
+    config = server_config(
+        preset, cpus=parse_cpus(cpus) if cpus else None, instances=instances, threads=threads,
+        max_batch_size=max_batch_size, batch_timeout_ms=batch_timeout_ms,
+    )  # fmt: skip
+    servers = list(dict.fromkeys(server or SERVERS))
+    models = [check_known(name) for name in dict.fromkeys(model or ["digits-mlp"])]
+    for name in servers:
+        server_class(name).check_installed()  # before anything is built or started
+    probe = bench_plan(models, [], load, concurrency, rate, arrival, p99_bound_ms, start_rate, max_probes,
+                       batch_size, timeout, warmup, window, min_windows, max_windows, tolerance, workers, ui,
+                       ui_port, seed)  # fmt: skip
+    layouts = ensure_built(models, artifacts)
+    run_dir = new_run_dir(out, run_id)
+    started = []
+    try:
+        for name in servers:  # on free ports: servers of `serveoff up` may hold the default ones
+            cls = server_class(name)
+            started.append(cls(layouts, config, run_dir / "servers" / name, free_port_base(cls.port_count)))
+            started[-1].start()
+        records = [fleet.record(each) for each in started]
+        fleet.write_state(run_dir / "servers.json", records)  # `serveoff down --state` finds them
+        probe.targets = [t for t in default_targets(records) if baselines or not t.is_baseline]
+        measure_and_report(probe, records, artifacts, run_dir)
+    finally:
+        for each in started:
+            each.stop()
+        (run_dir / "servers.json").unlink(missing_ok=True)
+
+
 def ensure_built(names: list[str], artifacts: Path) -> list:
     """The artifact layouts of zoo models ``names``, building the missing or outdated ones."""
     from serveoff.models.artifacts import ArtifactLayout
@@ -169,8 +371,15 @@ def ensure_built(names: list[str], artifacts: Path) -> list:
     return [ArtifactLayout(build_zoo_model(n, artifacts, log=console.print).root, n) for n in names]
 
 
+LOAD_COMMANDS = ("bench", "run")  # they run locust, which needs gevent's monkey-patching before any import
+
+
 def main() -> None:
     """Entry point: every ServeoffError becomes one line on stderr and a non-zero exit."""
+    if any(arg in LOAD_COMMANDS for arg in sys.argv[1:2]):
+        from gevent import monkey
+
+        monkey.patch_all()
     try:
         app()
     except ServeoffError as err:

@@ -56,10 +56,22 @@ class Endpoints:
         return {"rest": self.rest, "grpc": self.grpc, "metrics": self.metrics}
 
 
+@dataclass(frozen=True)
+class WireRequest:
+    """One request exactly as it goes on the wire: prepared once, sent many times by the load generator."""
+
+    protocol: str  # "rest" or "grpc"
+    address: str  # REST: the base URL; gRPC: host:port
+    path: str  # REST: the URL path; gRPC: the full method name
+    body: bytes  # the serialized request
+    headers: dict[str, str]  # REST headers (none for gRPC)
+
+
 class Server(ABC):
     """One model server, serving built artifacts under a ``ServerConfig``, started natively."""
 
     name: ClassVar[str]
+    framework: ClassVar[str]  # the in-process baseline that runs the same artifact ("torch" or "tf")
     port_count: ClassVar[int]  # consecutive ports from ``port_base`` the server uses
     default_port_base: ClassVar[int]  # where `serveoff up` puts it
 
@@ -70,6 +82,11 @@ class Server(ABC):
         self.config = config
         self.workdir = workdir
         self.port_base = port_base
+
+    @classmethod
+    @abstractmethod
+    def check_installed(cls) -> None:
+        """One clear line when the server cannot run here (a missing binary), before anything starts."""
 
     @property
     @abstractmethod
@@ -91,6 +108,18 @@ class Server(ABC):
     @abstractmethod
     def client(self, model: str, protocol: str, timeout: float = DEFAULT_TIMEOUT_S) -> Client:
         """A client for ``model`` over ``protocol`` (one of ``PROTOCOLS``)."""
+
+    @classmethod
+    @abstractmethod
+    def wire_request(
+        cls, endpoints: Endpoints, layout: ArtifactLayout, protocol: str, batch: np.ndarray
+    ) -> WireRequest:
+        """The request a client of ``protocol`` sends to predict ``batch`` with ``layout``'s model."""
+
+    @classmethod
+    @abstractmethod
+    def decode_reply(cls, layout: ArtifactLayout, protocol: str, body: bytes) -> np.ndarray:
+        """The model outputs in a successful reply to ``wire_request``."""
 
     @abstractmethod
     def metrics(self) -> dict[str, float]:

@@ -15,7 +15,7 @@ from serveoff.serving.process import session_members, terminate
 from serveoff.serving.resources import ServerConfig
 from serveoff.serving.targets import server_class
 
-STATE_SCHEMA = "serveoff.servers/1"
+STATE_SCHEMA = "serveoff.servers/2"
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,19 @@ class Record:
     session: int  # PID of the process serveoff started; its session holds every process of the server
     started_at: float  # that process's create time, so a reused PID is never mistaken for it
     endpoints: dict
-    models: list[str]
+    models: dict[str, str]  # model name -> its artifact directory
+    config: dict  # the ServerConfig it runs under
+    versions: dict[str, str]
     log: str
+
+    @property
+    def layouts(self) -> dict[str, ArtifactLayout]:
+        """The built artifacts of the models it serves."""
+        return {name: ArtifactLayout(Path(root), name) for name, root in self.models.items()}
+
+    @property
+    def server_config(self) -> ServerConfig:
+        return ServerConfig.from_json(self.config)
 
 
 def start_servers(
@@ -69,7 +80,9 @@ def record(server: Server) -> Record:
         session=root,
         started_at=psutil.Process(root).create_time(),
         endpoints=server.endpoints.to_json(),
-        models=[m.name for m in server.models],
+        models={m.name: str(m.root.resolve()) for m in server.models},
+        config=server.config.to_json(),
+        versions=server.versions(),
         log=str(server.workdir),
     )
 

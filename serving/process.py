@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -14,6 +15,8 @@ from pathlib import Path
 import psutil
 
 from serveoff.errors import ServeoffError
+
+PR_SET_PDEATHSIG = 1  # prctl option: the signal a child gets when its parent dies
 
 
 class ServerError(ServeoffError):
@@ -35,8 +38,10 @@ class ManagedProcess:
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
         cpus: Sequence[int] | None = None,
+        die_with_parent: bool = False,
     ) -> None:
         self.argv = list(argv)
+        self.die_with_parent = die_with_parent  # Linux: SIGTERM it when serveoff dies, even by SIGKILL
         self.log_path = log_path
         self.env = env
         self.cwd = cwd
@@ -54,11 +59,13 @@ class ManagedProcess:
     def start(self) -> None:
         """Start the process; its CPU affinity (when pinned) is inherited by all it forks."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        cpus = self.cpus
+        cpus, die_with_parent = self.cpus, self.die_with_parent
 
         def pin() -> None:
             if cpus:
                 os.sched_setaffinity(0, cpus)
+            if die_with_parent:
+                ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
         with open(self.log_path, "ab") as log:
             self.popen = subprocess.Popen(

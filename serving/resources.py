@@ -41,6 +41,12 @@ class ServerConfig:
         data["cpus"] = list(self.cpus) if self.cpus else None
         return data
 
+    @classmethod
+    def from_json(cls, data: dict) -> ServerConfig:
+        """The config ``to_json`` wrote."""
+        cpus = data.get("cpus")
+        return cls(**{**data, "cpus": tuple(cpus) if cpus else None})
+
 
 def available_cpus() -> tuple[int, ...]:
     """The CPUs this process may run on."""

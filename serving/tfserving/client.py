@@ -16,7 +16,8 @@ import numpy as np
 import requests
 
 from serveoff.errors import ServeoffError
-from serveoff.serving.base import Client, Diagnose
+from serveoff.serving.base import Client, Diagnose, WireRequest
+from serveoff.serving.payload import JSON_HEADERS, json_body
 from serveoff.serving.tfserving.protos import (
     DT_FLOAT,
     DT_INT32,
@@ -36,6 +37,32 @@ class WireSpec:
 
     input_name: str
     output_name: str
+
+
+def wire_request(
+    base_url: str, grpc_target: str, model: str, spec: WireSpec, protocol: str, batch: np.ndarray
+) -> WireRequest:
+    """TF Serving's request for ``batch``: the shared JSON rows over REST, a ``PredictRequest`` over gRPC."""
+    if protocol == "rest":
+        return WireRequest("rest", base_url, f"/v1/models/{model}:predict", json_body(batch), JSON_HEADERS)
+    request = PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = SIGNATURE
+    fill_tensor(request.inputs[spec.input_name], np.asarray(batch))
+    return WireRequest("grpc", grpc_target, PREDICT_METHOD, request.SerializeToString(), {})
+
+
+def decode_reply(protocol: str, body: bytes, spec: WireSpec) -> np.ndarray:
+    """The outputs in TF Serving's reply: JSON ``predictions`` over REST, a ``PredictResponse`` over gRPC."""
+    try:
+        if protocol == "rest":
+            return np.asarray(json.loads(body)["predictions"], dtype=np.float32)
+        outputs = PredictResponse.FromString(body).outputs
+        return to_numpy(outputs[spec.output_name])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ServeoffError(
+            f"TF Serving's {protocol} reply holds no {spec.output_name!r} outputs: {err}"
+        ) from None
 
 
 class RestClient(Client):

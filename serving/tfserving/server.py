@@ -15,16 +15,17 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 import requests
 
 from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout, require_manifest
-from serveoff.serving.base import DEFAULT_TIMEOUT_S, PROTOCOLS, Client, Endpoints, Server
+from serveoff.serving.base import DEFAULT_TIMEOUT_S, PROTOCOLS, Client, Endpoints, Server, WireRequest
 from serveoff.serving.metrics import scrape
 from serveoff.serving.process import ManagedProcess, ServerError, ensure_port_free, wait_until_ready
 from serveoff.serving.resources import ServerConfig, validate
-from serveoff.serving.tfserving.client import GrpcClient, RestClient, WireSpec
+from serveoff.serving.tfserving.client import GrpcClient, RestClient, WireSpec, decode_reply, wire_request
 from serveoff.serving.tfserving.config import METRICS_PATH, PORT_COUNT, Ports, flags, write_config_files
 
 BINARY = "tensorflow_model_server"
@@ -49,6 +50,7 @@ class TFServing(Server):
     """TF Serving on each model's ``tfserving/<name>/<version>`` SavedModel, under one ``ServerConfig``."""
 
     name = "tfserving"
+    framework = "tf"
     port_count = PORT_COUNT
     default_port_base = 8500  # gRPC 8500, REST 8501: TF Serving's own defaults
 
@@ -59,6 +61,10 @@ class TFServing(Server):
         self.ports = Ports.from_base(port_base)
         self.log_path = workdir / "tfserving.log"
         self._proc: ManagedProcess | None = None
+
+    @classmethod
+    def check_installed(cls) -> None:
+        find_binary()
 
     @property
     def endpoints(self) -> Endpoints:
@@ -108,6 +114,18 @@ class TFServing(Server):
         if protocol == "grpc":
             return GrpcClient(self.endpoints.grpc, model, spec, timeout, self.diagnose)
         raise ServeoffError(f"unknown protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
+
+    @classmethod
+    def wire_request(
+        cls, endpoints: Endpoints, layout: ArtifactLayout, protocol: str, batch: np.ndarray
+    ) -> WireRequest:
+        _check_protocol(protocol)
+        return wire_request(endpoints.rest, endpoints.grpc, layout.name, wire_spec(layout), protocol, batch)
+
+    @classmethod
+    def decode_reply(cls, layout: ArtifactLayout, protocol: str, body: bytes) -> np.ndarray:
+        _check_protocol(protocol)
+        return decode_reply(protocol, body, wire_spec(layout))
 
     def metrics(self) -> dict[str, float]:
         try:
@@ -176,6 +194,11 @@ def wire_spec(model: ArtifactLayout) -> WireSpec:
     """The input and output names of a built model, from its manifest."""
     manifest = require_manifest(model)
     return WireSpec(input_name=manifest["input"]["name"], output_name=manifest["output"]["name"])
+
+
+def _check_protocol(protocol: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise ServeoffError(f"unknown protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
 
 
 def _load_failure(log_tail: str) -> str | None:

@@ -24,9 +24,11 @@ from google.protobuf import empty_pb2
 from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout, require_manifest
 from serveoff.models.spec import InputSpec
-from serveoff.serving.base import Client, Diagnose
+from serveoff.serving.base import Client, Diagnose, WireRequest
+from serveoff.serving.payload import JSON_HEADERS, json_body
 
 PROTO = Path(__file__).with_name("inference.proto")
+PREDICTIONS_METHOD = "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions"
 GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 REJECTED = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
 _proto_lock = threading.Lock()
@@ -69,6 +71,30 @@ def inference_api() -> tuple[ModuleType, ModuleType]:
             sys.path.remove(out)
 
 
+def wire_request(base_url: str, grpc_target: str, model: str, spec: InputSpec, protocol: str,
+                 batch: np.ndarray) -> WireRequest:  # fmt: skip
+    """TorchServe's request for ``batch``: the shared JSON body over REST, raw tensor bytes over gRPC."""
+    check_batch(batch, spec, model)
+    if protocol == "rest":
+        return WireRequest("rest", base_url, f"/predictions/{model}", json_body(batch), JSON_HEADERS)
+    messages, _ = inference_api()
+    raw = np.ascontiguousarray(batch, dtype=np.dtype(spec.dtype).newbyteorder("<")).tobytes()
+    body = messages.PredictionsRequest(model_name=model, input={spec.name: raw}).SerializeToString()
+    return WireRequest("grpc", grpc_target, PREDICTIONS_METHOD, body, {})
+
+
+def decode_reply(protocol: str, body: bytes, output_shape: tuple[int, ...]) -> np.ndarray:
+    """The outputs in TorchServe's reply: ``{"predictions": ...}`` over REST, raw float32 over gRPC."""
+    try:
+        if protocol == "rest":
+            return np.asarray(json.loads(body)["predictions"], dtype=np.float32)
+        messages, _ = inference_api()
+        raw = messages.PredictionResponse.FromString(body).prediction
+        return np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(-1, *output_shape)
+    except (ValueError, KeyError, TypeError) as err:
+        raise ServeoffError(f"TorchServe's {protocol} reply holds no predictions: {err}") from None
+
+
 def grpc_ping(target: str, timeout: float) -> str:
     """TorchServe's gRPC health status ("Healthy" when ready), or "" when it does not answer."""
     _, services = inference_api()
@@ -96,7 +122,9 @@ class RestClient(Client):
     def predict(self, batch: np.ndarray) -> np.ndarray:
         check_batch(batch, self.spec, self.model)
         try:
-            response = self.session.post(self.url, json={"instances": batch.tolist()}, timeout=self.timeout)
+            response = self.session.post(
+                self.url, data=json_body(batch), headers=JSON_HEADERS, timeout=self.timeout
+            )
         except requests.Timeout:
             raise self.diagnose(
                 f"TorchServe gave no REST answer for {self.model} within the {self.timeout:g} s timeout"

@@ -17,16 +17,24 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import psutil
 import requests
 
 from serveoff.errors import ServeoffError
-from serveoff.models.artifacts import ArtifactLayout
-from serveoff.serving.base import DEFAULT_TIMEOUT_S, PROTOCOLS, Client, Endpoints, Server
+from serveoff.models.artifacts import ArtifactLayout, require_manifest
+from serveoff.serving.base import DEFAULT_TIMEOUT_S, PROTOCOLS, Client, Endpoints, Server, WireRequest
 from serveoff.serving.metrics import scrape
 from serveoff.serving.process import ManagedProcess, ServerError, ensure_port_free, wait_until_ready
 from serveoff.serving.resources import ServerConfig, validate
-from serveoff.serving.torchserve.client import GrpcClient, RestClient, grpc_ping, input_spec
+from serveoff.serving.torchserve.client import (
+    GrpcClient,
+    RestClient,
+    decode_reply,
+    grpc_ping,
+    input_spec,
+    wire_request,
+)
 from serveoff.serving.torchserve.config import (
     HOST,
     PORT_COUNT,
@@ -66,6 +74,7 @@ class TorchServe(Server):
     """TorchServe serving the models' .mar archives under one ``ServerConfig``."""
 
     name = "torchserve"
+    framework = "torch"
     port_count: ClassVar[int] = PORT_COUNT
     default_port_base: ClassVar[int] = 8080
 
@@ -80,6 +89,11 @@ class TorchServe(Server):
         self._java: psutil.Process | None = None
         self._java_version: str | None = None
         self._tmp: Path | None = None
+
+    @classmethod
+    def check_installed(cls) -> None:
+        java_version(java_executable())
+        torchserve_executable()
 
     @property
     def endpoints(self) -> Endpoints:
@@ -140,6 +154,18 @@ class TorchServe(Server):
         if protocol == "grpc":
             return GrpcClient(self.endpoints.grpc, model, spec, timeout, self.diagnose)
         raise ServeoffError(f"unknown protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
+
+    @classmethod
+    def wire_request(
+        cls, endpoints: Endpoints, layout: ArtifactLayout, protocol: str, batch: np.ndarray
+    ) -> WireRequest:
+        _check_protocol(protocol)
+        return wire_request(endpoints.rest, endpoints.grpc, layout.name, input_spec(layout), protocol, batch)
+
+    @classmethod
+    def decode_reply(cls, layout: ArtifactLayout, protocol: str, body: bytes) -> np.ndarray:
+        _check_protocol(protocol)
+        return decode_reply(protocol, body, tuple(require_manifest(layout)["output"]["shape"]))
 
     def metrics(self) -> dict[str, float]:
         return scrape(self.endpoints.metrics)
@@ -255,6 +281,11 @@ class TorchServe(Server):
             return True
         except requests.RequestException:
             return False
+
+
+def _check_protocol(protocol: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise ServeoffError(f"unknown protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
 
 
 def _name(proc: psutil.Process) -> str:

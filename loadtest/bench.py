@@ -1,0 +1,393 @@
+"""`serveoff bench`: every load point against every target, interleaved, into ``results.json``."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+import requests
+
+from serveoff.errors import ServeoffError
+from serveoff.loadtest.engine import LoadEngine
+from serveoff.loadtest.manifest import library_versions, machine, serveoff_info
+from serveoff.loadtest.measure import CLIENT_BOUND_BUSY, PointAborted, Subject, measure
+from serveoff.loadtest.plan import LoadPoint, SearchPolicy, WindowPolicy, open_loop
+from serveoff.loadtest.progress import BenchProgress
+from serveoff.loadtest.results import ResultsFile
+from serveoff.loadtest.search import RateSearch
+from serveoff.models.artifacts import ArtifactLayout, require_manifest
+from serveoff.serving.base import Endpoints
+from serveoff.serving.fleet import Record, processes_of
+from serveoff.serving.metrics import scrape
+from serveoff.serving.resources import ServerConfig, available_cpus
+from serveoff.serving.targets import SERVERS, Target, server_class
+
+ANSWER_ATOL = 1e-3  # a server's answer vs the TorchScript model's: far above parity, far below a wrong model
+DRIFT_CONTROL = {
+    "method": "interleaved",
+    "detail": "each load point runs on every target before the next point starts; the target order "
+    "alternates (A B, then B A) so that machine drift over time favours no target",
+}
+
+
+@dataclass
+class BenchPlan:
+    """What one `serveoff bench` runs."""
+
+    models: list[str]
+    targets: list[Target]
+    points: list[LoadPoint]  # empty for a search-only run
+    policy: WindowPolicy = field(default_factory=WindowPolicy)
+    search: SearchPolicy | None = None
+    batch_size: int = 1
+    timeout_s: float = 10.0
+    workers: int = 0
+    ui_port: int | None = None
+    seed: int = 0
+
+    def to_json(self) -> dict:
+        return {
+            "models": self.models,
+            "targets": [t.name for t in self.targets],
+            "points": [p.to_json() for p in self.points],
+            "search": self.search.to_json() if self.search else None,
+            "batch_size": self.batch_size,
+            "timeout_s": self.timeout_s,
+            "seed": self.seed,
+        }
+
+
+def default_targets(records: list[Record]) -> list[Target]:
+    """Every protocol of every running server, plus the in-process baseline of each one's framework."""
+    targets = [Target(rec.server, protocol) for rec in records for protocol in ("rest", "grpc")]
+    frameworks = dict.fromkeys(server_class(rec.server).framework for rec in records)
+    return targets + [Target(framework, "inprocess") for framework in frameworks]
+
+
+def shared_config(records: list[Record]) -> ServerConfig | None:
+    """The one config every running server runs under; an error when they differ (an unfair comparison)."""
+    configs = {json.dumps(rec.config, sort_keys=True): rec for rec in records}
+    if len(configs) > 1:
+        described = "; ".join(f"{rec.server}: {rec.config}" for rec in configs.values())
+        raise ServeoffError(
+            f"the running servers have different resource settings ({described}); restart them with one "
+            "setting (`serveoff down`, then `serveoff up`)"
+        )
+    return records[0].server_config if records else None
+
+
+def input_batch(layout: ArtifactLayout, batch_size: int) -> np.ndarray:
+    """``batch_size`` held-out inputs of the model, in its wire dtype (repeated when fewer were saved)."""
+    manifest = require_manifest(layout)
+    samples = np.load(layout.samples)
+    rows = np.resize(samples, (batch_size, *samples.shape[1:]))
+    return np.ascontiguousarray(rows, dtype=manifest["input"]["dtype"])
+
+
+def build_subjects(
+    plan: BenchPlan, records: list[Record], artifacts: Path, config: ServerConfig
+) -> dict[tuple[str, str], Subject]:
+    """One subject per (model, target); a clear line for a target whose server is not running."""
+    by_server = {rec.server: rec for rec in records}
+    for target in plan.targets:
+        if not target.is_baseline and target.system not in by_server:
+            raise ServeoffError(
+                f"target {target.name} needs a running {target.system}: start it with "
+                f"`serveoff up --native --server {target.system}` (or use `serveoff run`)"
+            )
+    subjects = {}
+    for model in plan.models:
+        layout = _layout(model, records, artifacts)
+        batch = input_batch(layout, plan.batch_size)
+        for target in plan.targets:
+            if target.is_baseline:
+                request = {
+                    "kind": "inprocess", "address": "", "path": "", "headers": {}, "body": batch.tobytes(),
+                    "inprocess": {
+                        "framework": target.system, "model": model, "artifact": str(layout.root),
+                        "config": config.to_json(), "instances": config.instances or 1,
+                        "dtype": str(batch.dtype), "shape": list(batch.shape),
+                    },
+                }  # fmt: skip
+                subjects[model, target.name] = Subject(target, model, request, plan.batch_size)
+                continue
+            rec = by_server[target.system]
+            if model not in rec.models:
+                raise ServeoffError(
+                    f"{target.system} does not serve {model} (it serves {', '.join(rec.models)}); "
+                    f"restart it with `serveoff up --model {model}`"
+                )
+            server_layout = rec.layouts[model]
+            _same_artifact(layout, server_layout, target)
+            wire = server_class(target.system).wire_request(
+                Endpoints(**rec.endpoints), server_layout, target.protocol, batch
+            )
+            request = {"kind": wire.protocol, "address": wire.address, "path": wire.path,
+                       "body": wire.body, "headers": wire.headers}  # fmt: skip
+            subjects[model, target.name] = Subject(
+                target, model, request, plan.batch_size,
+                processes=lambda rec=rec: processes_of(rec),
+                metrics=lambda rec=rec: scrape(rec.endpoints["metrics"]),
+            )  # fmt: skip
+    return subjects
+
+
+def _layout(model: str, records: list[Record], artifacts: Path) -> ArtifactLayout:
+    for rec in records:
+        if model in rec.models:
+            return rec.layouts[model]
+    layout = ArtifactLayout(artifacts / model, model)
+    require_manifest(layout)
+    return layout
+
+
+def _same_artifact(expected: ArtifactLayout, served: ArtifactLayout, target: Target) -> None:
+    """Fairness: every target must run the very same build of the model."""
+    want, got = require_manifest(expected)["content_hash"], require_manifest(served)["content_hash"]
+    if want != got:
+        raise ServeoffError(
+            f"{target.system} serves another build of {expected.name} ({served.root}) than the other "
+            f"targets ({expected.root}); restart the servers on one artifacts directory"
+        )
+
+
+def check_answers(subjects: dict[tuple[str, str], Subject], records: list[Record], timeout_s: float) -> None:
+    """Send each server's wire request once and compare the answer with the TorchScript model's."""
+    from serveoff.models.runners import TorchScriptRunner
+
+    by_server = {rec.server: rec for rec in records}
+    expected: dict[str, np.ndarray] = {}
+    for (model, _), subject in subjects.items():
+        if subject.target.is_baseline:
+            continue
+        layout = by_server[subject.target.system].layouts[model]
+        if model not in expected:
+            expected[model] = TorchScriptRunner(layout.torchscript).predict(
+                input_batch(layout, subject.batch_size)
+            )
+        body = _send_once(subject.request, timeout_s, subject.target.name)
+        answer = server_class(subject.target.system).decode_reply(layout, subject.target.protocol, body)
+        want = expected[model]
+        if answer.shape != want.shape or not np.allclose(answer, want, atol=ANSWER_ATOL, rtol=0):
+            diff = float(np.max(np.abs(answer - want))) if answer.shape == want.shape else None
+            raise ServeoffError(
+                f"{subject.target.name} answers {model} with outputs that are not the model's "
+                f"(shape {list(answer.shape)} vs {list(want.shape)}, max diff {diff}); "
+                "is it serving another model?"
+            )
+
+
+def _send_once(request: dict, timeout_s: float, name: str) -> bytes:
+    try:
+        if request["kind"] == "rest":
+            response = requests.post(
+                request["address"] + request["path"], data=request["body"], headers=request["headers"],
+                timeout=timeout_s,
+            )  # fmt: skip
+            if response.status_code != 200:
+                raise ServeoffError(f"{name} answered HTTP {response.status_code}: {response.text[:200]}")
+            return response.content
+        with grpc.insecure_channel(request["address"]) as channel:
+            return channel.unary_unary(request["path"])(request["body"], timeout=timeout_s)
+    except (requests.RequestException, grpc.RpcError) as err:
+        raise ServeoffError(f"{name} did not answer a first request: {err}") from None
+
+
+def run_manifest(
+    plan: BenchPlan, records: list[Record], artifacts: Path, subjects: dict, config: ServerConfig
+) -> dict:
+    """Everything about the run that its numbers depend on."""
+    models = {}
+    for model in plan.models:
+        art = _layout(model, records, artifacts)
+        manifest = require_manifest(art)
+        parity = json.loads(art.parity.read_text()) if art.parity.is_file() else None
+        models[model] = {
+            "artifact": str(art.root), "content_hash": manifest["content_hash"], "input": manifest["input"],
+            "output": manifest["output"], "built_with": manifest["versions"], "parity": parity,
+        }  # fmt: skip
+    return {
+        "serveoff": serveoff_info(),
+        "machine": machine(),
+        "libraries": library_versions(),
+        "servers": {
+            rec.server: {
+                "versions": rec.versions,
+                "config": rec.config,
+                "endpoints": rec.endpoints,
+                "launcher": "native",
+                "log": rec.log,
+            }
+            for rec in records
+        },
+        "baseline_of": {name: server_class(name).framework for name in SERVERS},
+        "baselines": {
+            "config": config.to_json(),
+            "where": "in the controller's process (never in locust workers), with the servers' model "
+            "instances as a thread pool off the event loop and the servers' thread counts",
+        },
+        "models": models,
+        "generator": {
+            "engine": "locust",
+            "processes": f"master + {plan.workers} workers" if plan.workers else "1 local process",
+            "workers": plan.workers,
+            "cpus": list(available_cpus()),
+            "client_bound_when_event_loop_busy_over": CLIENT_BOUND_BUSY,
+            "latency_from": "scheduled send time (open loop); send time (closed loop)",
+            "histogram": "HdrHistogram, microseconds, 3 significant digits",
+        },
+        "fairness": {
+            "same_artifact": True,
+            "config": config.to_json(),
+            "payload_bytes": {name: s.payload_bytes for (_, name), s in subjects.items()},
+        },
+        "plan": plan.to_json(),
+        "windows": plan.policy.to_json(),
+        "drift_control": DRIFT_CONTROL,
+    }
+
+
+def run_bench(
+    plan: BenchPlan,
+    records: list[Record],
+    artifacts: Path,
+    run_dir: Path,
+    progress: BenchProgress,
+) -> ResultsFile:
+    """Measure ``plan`` and write ``run_dir/results.json`` after every point; partial on failure."""
+    plan.policy.validate()
+    if plan.search:
+        plan.search.validate()
+    config = shared_config(records) or _matched()
+    subjects = build_subjects(plan, records, artifacts, config)
+    check_answers(subjects, records, plan.timeout_s)
+    results = ResultsFile(run_dir, run_dir.name, run_manifest(plan, records, artifacts, subjects, config))
+    engines = Engines(plan.workers, plan.ui_port, run_dir)
+    try:
+        progress.start(len(plan.models) * len(plan.targets) * len(plan.points), plan.policy.max_windows)
+        for model in plan.models:
+            for index, point in enumerate(plan.points):
+                order = plan.targets if index % 2 == 0 else plan.targets[::-1]
+                for target in order:
+                    _measure(engines, subjects[model, target.name], point, plan, results, progress, "sweep")
+            if plan.search:
+                _search(engines, [subjects[model, t.name] for t in plan.targets], plan, results, progress)
+    except PointAborted as err:
+        results.add_point(err.result)
+        results.finish(err.message)
+        raise ServeoffError(f"{err.message}; partial results saved in {results.path}") from None
+    except ServeoffError as err:
+        results.finish(str(err))
+        raise ServeoffError(f"{err}; partial results saved in {results.path}") from None
+    except KeyboardInterrupt:
+        results.finish("interrupted")
+        raise
+    finally:
+        progress.close()
+        engines.close()
+    results.finish()
+    return results
+
+
+class Engines:
+    """The load generators, started on first use: locust with ``workers`` for servers, and a local one.
+
+    In-process baselines always run in this process, so that they get exactly the servers' model
+    instances and threads; spread over worker processes, each process would load its own copy.
+    """
+
+    def __init__(self, workers: int, ui_port: int | None, logdir: Path) -> None:
+        self.workers, self.ui_port, self.logdir = workers, ui_port, logdir
+        self._remote: LoadEngine | None = None
+        self._local: LoadEngine | None = None
+
+    def for_subject(self, subject: Subject) -> LoadEngine:
+        if self._remote is None and (self.workers == 0 or not subject.target.is_baseline):
+            self._remote = LoadEngine(self.workers, self.ui_port, self.logdir)
+        if subject.target.is_baseline and self.workers:
+            if self._local is None:
+                self._local = LoadEngine(0)
+            return self._local
+        assert self._remote is not None
+        return self._remote
+
+    def close(self) -> None:
+        for engine in (self._local, self._remote):
+            if engine is not None:
+                engine.close()
+
+
+def _matched() -> ServerConfig:
+    from serveoff.serving.resources import server_config
+
+    return server_config("matched")
+
+
+def _measure(
+    engines: Engines, subject: Subject, point: LoadPoint, plan: BenchPlan, results: ResultsFile,
+    progress: BenchProgress, phase: str,
+) -> dict:  # fmt: skip
+    progress.point(f"{subject.model} {subject.target.name} {point.label}")
+    started = time.monotonic()
+    result = measure(
+        engines.for_subject(subject), subject, point, plan.policy, timeout_s=plan.timeout_s,
+        seed=plan.seed, phase=phase, on_window=progress.window,
+    )  # fmt: skip
+    results.add_point(result)
+    progress.finished(describe(result, time.monotonic() - started))
+    return result
+
+
+def describe(point: dict, seconds: float) -> str:
+    """One log line for a measured point."""
+    summary = point["summary"] or {}
+    lat = summary.get("latency_us", {})
+
+    def ms(name: str) -> str:
+        value = lat.get(name, {}).get("value")
+        return f"{value / 1000:8.2f} ms" if value is not None else "       - ms"
+
+    rps = summary.get("throughput_rps", {}).get("value") or 0.0
+    flags = [] if point["stable"] else ["unstable"]
+    if point["client_bound"]:
+        flags.append("CLIENT-BOUND")
+    if summary.get("failed"):
+        flags.append(f"{summary['failed']} failed")
+    return (
+        f"{point['model']} {point['target']:<16} {point['label']:<10} {rps:9.1f} req/s  p50 {ms('p50')}  "
+        f"p99 {ms('p99')}  {summary.get('windows', 0)} windows, {seconds:.0f} s"
+        + (f"  [{', '.join(flags)}]" if flags else "")
+    )
+
+
+def _search(
+    engines: Engines,
+    subjects: list[Subject],
+    plan: BenchPlan,
+    results: ResultsFile,
+    progress: BenchProgress,
+) -> None:
+    """Search every target's max rate in lockstep rounds, alternating the order, like the sweep."""
+    assert plan.search is not None
+    searches = {s.target.name: RateSearch(plan.search) for s in subjects}
+    round_ = 0
+    while True:
+        pending = [(s, searches[s.target.name].next_rate()) for s in subjects]
+        pending = [(s, rate) for s, rate in pending if rate is not None]
+        if not pending:
+            break
+        progress.more(len(pending))
+        for subject, rate in pending if round_ % 2 == 0 else pending[::-1]:
+            point = open_loop(rate, plan.search.arrival)
+            result = _measure(engines, subject, point, plan, results, progress, "search")
+            searches[subject.target.name].record(rate, result)
+        round_ += 1
+    for subject in subjects:
+        entry = {"model": subject.model, "target": subject.target.name} | searches[
+            subject.target.name
+        ].to_json()
+        results.add_search(entry)

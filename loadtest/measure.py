@@ -1,0 +1,186 @@
+"""Measure one load point on one target: warm-up, windows until stable, cost and server metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import psutil
+
+from serveoff.errors import ServeoffError
+from serveoff.loadtest.cost import ProcessSampler, sleep_until
+from serveoff.loadtest.engine import LoadEngine
+from serveoff.loadtest.histograms import encode, merge
+from serveoff.loadtest.plan import CLOSED, LoadPoint, WindowPolicy
+from serveoff.loadtest.stats import Window, estimate, stable
+from serveoff.serving.process import ServerError
+from serveoff.serving.targets import Target
+
+CLIENT_BOUND_BUSY = 0.9  # a generator event loop this busy may have delayed sends: its numbers are suspect
+REPORT_GRACE_S = 15.0
+
+
+@dataclass
+class Subject:
+    """One target serving one model, with the wire request every load point sends."""
+
+    target: Target
+    model: str
+    request: dict  # kind, address, path, body, headers and, for baselines, how to load the model
+    batch_size: int
+    processes: Callable[[], list[psutil.Process]] | None = None  # the server's own processes
+    metrics: Callable[[], dict[str, float]] | None = None  # its Prometheus metrics
+
+    @property
+    def payload_bytes(self) -> int:
+        return len(self.request["body"])
+
+
+@dataclass
+class PointAborted(ServeoffError):
+    """A load point that could not finish; ``result`` holds what it measured before the failure."""
+
+    message: str
+    result: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def measure(
+    engine: LoadEngine,
+    subject: Subject,
+    point: LoadPoint,
+    policy: WindowPolicy,
+    *,
+    timeout_s: float,
+    seed: int,
+    phase: str = "sweep",
+    on_window: Callable[[int], None] = lambda _: None,
+) -> dict:
+    """Run ``point`` against ``subject`` and return its results entry."""
+    name = f"{subject.model} {subject.target.name} {point.label}"
+    spec = subject.request | {
+        "id": f"{subject.model}/{subject.target.name}/{point.label}/{phase}/{time.monotonic_ns()}",
+        "name": name,
+        "load": point.to_json(),
+        "users": point.concurrency if point.loop == CLOSED else engine.generator_count,
+        "window_s": policy.window_s,
+        "max_windows": policy.max_windows,
+        "timeout_s": timeout_s,
+        "seed": seed,
+    }
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    sampler = ProcessSampler(subject.processes) if subject.processes else None
+    before = _scrape(subject)
+    windows: list[Window] = []
+    error: str | None = None
+    measure_start = engine.start(spec, policy.warmup_s)
+    try:
+        sleep_until(measure_start)
+        cpu = sampler.cpu_seconds() if sampler else 0.0
+        if sampler:
+            sampler.watch_memory()
+        for index in range(policy.max_windows):
+            end = measure_start + (index + 1) * policy.window_s
+            sleep_until(end)
+            cpu_now = sampler.cpu_seconds() if sampler else 0.0
+            window = engine.window(spec["id"], index, end + timeout_s + REPORT_GRACE_S)
+            if window is None:
+                raise ServeoffError(f"{name}: a load generator did not report window {index + 1}")
+            window.server_cpu_s = cpu_now - cpu if sampler else None
+            cpu = cpu_now
+            windows.append(window)
+            on_window(index)
+            _check_answered(subject, window, name)
+            if index + 1 >= policy.min_windows and stable(windows, policy, point.loop != CLOSED):
+                break
+    except ServeoffError as err:
+        error = str(err)
+    finally:
+        engine.stop_users()
+        if sampler:
+            sampler.stop()
+    result = point_result(subject, point, windows, phase, started_at, policy, seed)
+    result["peak_rss_mib"] = round(sampler.peak_rss / 2**20, 1) if sampler and windows else None
+    result["server_metrics"] = _delta(before, _scrape(subject)) if subject.metrics else None
+    if error is not None:
+        result["error"] = error
+        raise PointAborted(error, result)
+    return result
+
+
+def point_result(
+    subject: Subject,
+    point: LoadPoint,
+    windows: list[Window],
+    phase: str,
+    started_at: str,
+    policy: WindowPolicy,
+    seed: int,
+) -> dict:
+    """The results entry of a measured point: its statistics and its raw windows."""
+    busy = max((w.generator_busy for w in windows), default=0.0)
+    return {
+        "model": subject.model,
+        "target": subject.target.name,
+        "system": subject.target.system,
+        "protocol": subject.target.protocol,
+        "baseline": subject.target.is_baseline,
+        "phase": phase,
+        "load": point.to_json(),
+        "label": point.label,
+        "offered": point.offered,
+        "batch_size": subject.batch_size,
+        "payload_bytes": subject.payload_bytes,
+        "started_at": started_at,
+        "stable": stable(windows, policy, point.loop != CLOSED),
+        "generator_busy_max": round(busy, 3),
+        "client_bound": busy >= CLIENT_BOUND_BUSY,
+        "summary": estimate(windows, subject.batch_size, seed) if windows else None,
+        "histogram": encode(merge(w.histogram for w in windows)),
+        "windows": [
+            {
+                "index": w.index,
+                "duration_s": w.duration_s,
+                "requests": w.requests,
+                "errors": w.errors,
+                "unfinished": w.unfinished,
+                "generators": w.generators,
+                "generator_busy": round(w.generator_busy, 3),
+                "server_cpu_s": w.server_cpu_s,
+                "histogram": encode(w.histogram),
+            }
+            for w in windows
+        ],
+        "error": None,
+    }
+
+
+def _check_answered(subject: Subject, window: Window, name: str) -> None:
+    """A window in which nothing was answered ends the run: the server failed or is gone."""
+    if window.requests or not window.failed:
+        return
+    gone = subject.processes is not None and not subject.processes()
+    kinds = ", ".join(f"{k} x{n}" for k, n in sorted(window.errors.items())) or "no answer"
+    state = f"{subject.target.system} is no longer running" if gone else "none was answered"
+    raise ServerError(f"{name}: {state} ({kinds} in window {window.index + 1})")
+
+
+def _scrape(subject: Subject) -> dict[str, float] | str:
+    if subject.metrics is None:
+        return {}
+    try:
+        return subject.metrics()
+    except ServeoffError as err:
+        return str(err)
+
+
+def _delta(before: dict[str, float] | str, after: dict[str, float] | str) -> dict:
+    """How each server metric changed over the point (counters: the work done during it)."""
+    if isinstance(before, str) or isinstance(after, str):
+        return {"error": before if isinstance(before, str) else after}
+    changed = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
+    return {"delta": changed}

@@ -1,0 +1,149 @@
+"""Statistics of a load point from its measurement windows: stability, estimates, confidence intervals.
+
+Intervals come from a bootstrap over windows: windows are resampled with replacement, their histograms
+merged, and the statistic recomputed. Resampling whole windows keeps the correlation between requests
+close in time, which a per-request interval would ignore, so the interval reflects run-to-run noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+from serveoff.loadtest.histograms import PERCENTILES, count_vectors, merge, summary
+from serveoff.loadtest.plan import WindowPolicy
+
+CONFIDENCE = 0.95
+RESAMPLES = 2000
+
+
+@dataclass
+class Window:
+    """One measurement window of one load point, merged over every load-generator process."""
+
+    index: int
+    duration_s: float
+    requests: int  # answered successfully
+    errors: dict[str, int]  # failed requests by kind
+    histogram: HdrHistogram  # latencies of successful requests (µs)
+    generator_busy: float  # the busiest load-generator event loop's share of one CPU, 0..1
+    server_cpu_s: float | None = None  # CPU seconds the server's processes used in the window
+    unfinished: int = 0  # requests still unanswered when the window had to close
+    generators: int = 1  # load-generator processes whose recordings were merged
+
+    @property
+    def throughput(self) -> float:
+        """Successful requests per second."""
+        return self.requests / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def failed(self) -> int:
+        return sum(self.errors.values()) + self.unfinished
+
+
+def stable(windows: list[Window], policy: WindowPolicy, open_loop: bool = False) -> bool:
+    """Whether the last ``policy.stable_windows`` windows agree within ``policy.tolerance``.
+
+    Closed loop: throughput and median latency. Open loop: median latency only, as the arrival process
+    sets the throughput (a Poisson count varies by itself).
+    """
+    recent = windows[-policy.stable_windows :]
+    if len(recent) < policy.stable_windows or not all(w.requests for w in recent):
+        return False
+    p50 = [summary(w.histogram)["p50"] or 0.0 for w in recent]
+    steady_rate = open_loop or _within([w.throughput for w in recent], policy.tolerance)
+    return steady_rate and _within(p50, policy.tolerance)
+
+
+def _within(values: list[float], tolerance: float) -> bool:
+    mean = float(np.mean(values))
+    if mean == 0:
+        return all(v == 0 for v in values)
+    return all(abs(v - mean) <= tolerance * mean for v in values)
+
+
+def interval(value: float | None, samples: np.ndarray) -> dict[str, float | None]:
+    """``{"value", "low", "high"}``: the estimate with its bootstrap confidence interval."""
+    if value is None:
+        return {"value": None, "low": None, "high": None}
+    finite = samples[np.isfinite(samples)]
+    if finite.size == 0:
+        return {"value": value, "low": value, "high": value}
+    tail = (1 - CONFIDENCE) / 2 * 100
+    low, high = np.percentile(finite, [tail, 100 - tail])
+    return {"value": value, "low": float(min(low, value)), "high": float(max(high, value))}
+
+
+def _resample_weights(n: int, seed: int) -> np.ndarray:
+    """``RESAMPLES`` x ``n`` counts: how often each window is drawn in each bootstrap resample."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n, size=(RESAMPLES, n))
+    return np.stack([np.bincount(row, minlength=n) for row in draws]).astype(np.float64)
+
+
+def _percentile_of_counts(values: np.ndarray, counts: np.ndarray, percentile: float) -> np.ndarray:
+    """HdrHistogram's percentile rule applied to each row of ``counts``."""
+    totals = counts.sum(axis=1)
+    wanted = np.maximum(np.floor(percentile / 100 * totals + 0.5), 1)
+    cumulative = np.cumsum(counts, axis=1)
+    index = np.array([np.searchsorted(row, w) for row, w in zip(cumulative, wanted, strict=True)])
+    result = values[np.minimum(index, len(values) - 1)]
+    return np.where(totals > 0, result, np.nan)
+
+
+def estimate(windows: list[Window], batch_size: int, seed: int = 0) -> dict:
+    """Throughput, latency percentiles, errors and server CPU per 1,000 inferences, with intervals."""
+    merged = merge(w.histogram for w in windows)
+    point = summary(merged)
+    requests = np.array([w.requests for w in windows], dtype=np.float64)
+    durations = np.array([w.duration_s for w in windows])
+    failed = np.array([w.failed for w in windows], dtype=np.float64)
+    weights = _resample_weights(len(windows), seed)
+
+    total_time = float(durations.sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        throughput_samples = (weights @ requests) / (weights @ durations)
+        error_samples = (weights @ failed) / (weights @ (requests + failed))
+    throughput = float(requests.sum() / total_time) if total_time else 0.0
+    attempted = float(requests.sum() + failed.sum())
+    latency: dict[str, dict] = {}
+    values, counts = count_vectors([w.histogram for w in windows])
+    resampled = weights @ counts if values.size else None
+    for name, percentile in PERCENTILES.items():
+        samples = (
+            _percentile_of_counts(values, resampled, percentile) if resampled is not None else np.array([])
+        )
+        latency[name] = interval(point[name], samples)
+    maxima = np.array([w.histogram.get_max_value() for w in windows if w.histogram.get_total_count()])
+    latency["max"] = {"value": point["max"], "low": None, "high": None}
+    if maxima.size:
+        latency["max"]["low"], latency["max"]["high"] = float(maxima.min()), float(maxima.max())
+
+    errors: dict[str, int] = {}
+    for window in windows:
+        for kind, count in window.errors.items():
+            errors[kind] = errors.get(kind, 0) + count
+        if window.unfinished:
+            errors["unfinished"] = errors.get("unfinished", 0) + window.unfinished
+    result = {
+        "windows": len(windows),
+        "requests": int(requests.sum()),
+        "failed": int(failed.sum()),
+        "errors": errors,
+        "error_rate": interval(float(failed.sum() / attempted) if attempted else 0.0, error_samples),
+        "throughput_rps": interval(throughput, throughput_samples),
+        "inferences_per_s": interval(throughput * batch_size, throughput_samples * batch_size),
+        "latency_us": latency,
+        "cpu_s_per_1000": None,
+    }
+    cpu = [w.server_cpu_s for w in windows]
+    if all(c is not None for c in cpu) and requests.sum() > 0:
+        cpu_s = np.array(cpu, dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cpu_samples = 1000 * (weights @ cpu_s) / (weights @ requests * batch_size)
+        result["cpu_s_per_1000"] = interval(
+            float(1000 * cpu_s.sum() / (requests.sum() * batch_size)), cpu_samples
+        )
+    return result
