@@ -10,12 +10,19 @@ from typing import ClassVar, Protocol
 import numpy as np
 import psutil
 
+from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout
 from serveoff.serving.process import ServerError
 from serveoff.serving.resources import ServerConfig
 
 PROTOCOLS = ("rest", "grpc")
 DEFAULT_TIMEOUT_S = 10.0
+
+
+def check_protocol(protocol: str) -> None:
+    """One clear line for a protocol no server speaks."""
+    if protocol not in PROTOCOLS:
+        raise ServeoffError(f"unknown protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
 
 
 class Diagnose(Protocol):

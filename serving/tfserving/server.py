@@ -21,7 +21,14 @@ import requests
 
 from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout, require_manifest
-from serveoff.serving.base import DEFAULT_TIMEOUT_S, PROTOCOLS, Client, Endpoints, Server, WireRequest
+from serveoff.serving.base import (
+    DEFAULT_TIMEOUT_S,
+    Client,
+    Endpoints,
+    Server,
+    WireRequest,
+    check_protocol,
+)
 from serveoff.serving.metrics import scrape
 from serveoff.serving.process import ManagedProcess, ServerError, ensure_port_free, wait_until_ready
 from serveoff.serving.resources import ServerConfig, validate
@@ -109,22 +116,21 @@ class TFServing(Server):
         if model not in layouts:
             raise ServeoffError(f"TF Serving does not serve {model!r} here; it serves {', '.join(layouts)}")
         spec = wire_spec(layouts[model])
+        check_protocol(protocol)
         if protocol == "rest":
             return RestClient(self.endpoints.rest, model, spec, timeout, self.diagnose, columnar=columnar)
-        if protocol == "grpc":
-            return GrpcClient(self.endpoints.grpc, model, spec, timeout, self.diagnose)
-        raise ServeoffError(f"unknown protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
+        return GrpcClient(self.endpoints.grpc, model, spec, timeout, self.diagnose)
 
     @classmethod
     def wire_request(
         cls, endpoints: Endpoints, layout: ArtifactLayout, protocol: str, batch: np.ndarray
     ) -> WireRequest:
-        _check_protocol(protocol)
+        check_protocol(protocol)
         return wire_request(endpoints.rest, endpoints.grpc, layout.name, wire_spec(layout), protocol, batch)
 
     @classmethod
     def decode_reply(cls, layout: ArtifactLayout, protocol: str, body: bytes) -> np.ndarray:
-        _check_protocol(protocol)
+        check_protocol(protocol)
         return decode_reply(protocol, body, wire_spec(layout))
 
     def metrics(self) -> dict[str, float]:
@@ -194,11 +200,6 @@ def wire_spec(model: ArtifactLayout) -> WireSpec:
     """The input and output names of a built model, from its manifest."""
     manifest = require_manifest(model)
     return WireSpec(input_name=manifest["input"]["name"], output_name=manifest["output"]["name"])
-
-
-def _check_protocol(protocol: str) -> None:
-    if protocol not in PROTOCOLS:
-        raise ServeoffError(f"unknown protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
 
 
 def _load_failure(log_tail: str) -> str | None:

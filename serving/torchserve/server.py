@@ -23,7 +23,14 @@ import requests
 
 from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout, require_manifest
-from serveoff.serving.base import DEFAULT_TIMEOUT_S, PROTOCOLS, Client, Endpoints, Server, WireRequest
+from serveoff.serving.base import (
+    DEFAULT_TIMEOUT_S,
+    Client,
+    Endpoints,
+    Server,
+    WireRequest,
+    check_protocol,
+)
 from serveoff.serving.metrics import scrape
 from serveoff.serving.process import ManagedProcess, ServerError, ensure_port_free, wait_until_ready
 from serveoff.serving.resources import ServerConfig, validate
@@ -149,22 +156,21 @@ class TorchServe(Server):
                 f"TorchServe serves no model {model!r}; it serves {', '.join(self.model_names)}"
             )
         spec = input_spec(layout)
+        check_protocol(protocol)
         if protocol == "rest":
             return RestClient(self.endpoints.rest, model, spec, timeout, self.diagnose)
-        if protocol == "grpc":
-            return GrpcClient(self.endpoints.grpc, model, spec, timeout, self.diagnose)
-        raise ServeoffError(f"unknown protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
+        return GrpcClient(self.endpoints.grpc, model, spec, timeout, self.diagnose)
 
     @classmethod
     def wire_request(
         cls, endpoints: Endpoints, layout: ArtifactLayout, protocol: str, batch: np.ndarray
     ) -> WireRequest:
-        _check_protocol(protocol)
+        check_protocol(protocol)
         return wire_request(endpoints.rest, endpoints.grpc, layout.name, input_spec(layout), protocol, batch)
 
     @classmethod
     def decode_reply(cls, layout: ArtifactLayout, protocol: str, body: bytes) -> np.ndarray:
-        _check_protocol(protocol)
+        check_protocol(protocol)
         return decode_reply(protocol, body, tuple(require_manifest(layout)["output"]["shape"]))
 
     def metrics(self) -> dict[str, float]:
@@ -281,11 +287,6 @@ class TorchServe(Server):
             return True
         except requests.RequestException:
             return False
-
-
-def _check_protocol(protocol: str) -> None:
-    if protocol not in PROTOCOLS:
-        raise ServeoffError(f"unknown protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
 
 
 def _name(proc: psutil.Process) -> str:
