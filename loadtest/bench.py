@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
 import grpc
@@ -26,6 +27,7 @@ from serveoff.serving.metrics import scrape
 from serveoff.serving.resources import ServerConfig, available_cpus
 from serveoff.serving.targets import SERVERS, Target, server_class
 
+FRAMEWORK_PACKAGES = {"torch": "torch", "tf": "tensorflow"}  # the distribution behind each baseline
 ANSWER_ATOL = 1e-3  # a server's answer vs the TorchScript model's: far above parity, far below a wrong model
 DRIFT_CONTROL = {
     "method": "interleaved",
@@ -113,7 +115,8 @@ def build_subjects(
                         "dtype": str(batch.dtype), "shape": list(batch.shape),
                     },
                 }  # fmt: skip
-                subjects[model, target.name] = Subject(target, model, request, plan.batch_size)
+                source = f"in-process {target.system} {version(FRAMEWORK_PACKAGES[target.system])}"
+                subjects[model, target.name] = Subject(target, model, request, plan.batch_size, source)
                 continue
             rec = by_server[target.system]
             if model not in rec.models:
@@ -129,11 +132,17 @@ def build_subjects(
             request = {"kind": wire.protocol, "address": wire.address, "path": wire.path,
                        "body": wire.body, "headers": wire.headers}  # fmt: skip
             subjects[model, target.name] = Subject(
-                target, model, request, plan.batch_size,
+                target, model, request, plan.batch_size, server_source(rec),
                 processes=lambda rec=rec: processes_of(rec),
                 metrics=lambda rec=rec: scrape(rec.endpoints["metrics"]),
             )  # fmt: skip
     return subjects
+
+
+def server_source(rec: Record) -> str:
+    """The server and the version it reports for itself (a test double's version says it is one)."""
+    own = next(iter(rec.versions.values()), "of unknown version")
+    return f"{rec.server} {own}"
 
 
 def _layout(model: str, records: list[Record], artifacts: Path) -> ArtifactLayout:
@@ -360,6 +369,7 @@ def describe(point: dict, seconds: float) -> str:
     return (
         f"{point['model']} {point['target']:<16} {point['label']:<10} {rps:9.1f} req/s  p50 {ms('p50')}  "
         f"p99 {ms('p99')}  {summary.get('windows', 0)} windows, {seconds:.0f} s"
+        + f"  ({point['source']})"
         + (f"  [{', '.join(flags)}]" if flags else "")
     )
 

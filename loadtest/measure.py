@@ -30,6 +30,7 @@ class Subject:
     model: str
     request: dict  # kind, address, path, body, headers and, for baselines, how to load the model
     batch_size: int
+    source: str  # what produced the numbers: the server and its own version, or the in-process framework
     processes: Callable[[], list[psutil.Process]] | None = None  # the server's own processes
     metrics: Callable[[], dict[str, float]] | None = None  # its Prometheus metrics
 
@@ -129,6 +130,7 @@ def point_result(
         "system": subject.target.system,
         "protocol": subject.target.protocol,
         "baseline": subject.target.is_baseline,
+        "source": subject.source,
         "phase": phase,
         "load": point.to_json(),
         "label": point.label,

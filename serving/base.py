@@ -142,7 +142,7 @@ class Server(ABC):
 
     @abstractmethod
     def versions(self) -> dict[str, str]:
-        """Versions of the server and the runtime it executes models with."""
+        """Versions of the server (its own version first) and the runtime it executes models with."""
 
     def __enter__(self) -> Server:
         self.start()

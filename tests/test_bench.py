@@ -156,6 +156,18 @@ def test_bench_measures_every_target_into_a_complete_results_file(servers, tmp_p
     assert manifest["drift_control"]["method"] == "interleaved"
     assert manifest["machine"]["cpu_model"] and manifest["libraries"]["locust"] == "2.47.0"
     assert manifest["serveoff"]["commit"]
+    # Every point and every printed line says where its numbers came from; the fake's say it is one.
+    for point in points:
+        fake = point["system"] == "tfserving"
+        assert ("0.0.0-serveoff-test-fake" in point["source"]) == fake, point["source"]
+    assert {p["source"] for p in points if p["baseline"]} == {
+        "in-process torch 2.13.0+cpu",
+        "in-process tf 2.21.0",
+    }
+    lines = [line for line in done.stderr.splitlines() if line.startswith("digits-mlp ")]
+    assert len(lines) == 12 and all(
+        ("tfserving 0.0.0-serveoff-test-fake" in ln) == (" tfserving:" in ln) for ln in lines
+    )
     payload = manifest["fairness"]["payload_bytes"]
     assert payload["torchserve:rest"] == payload["tfserving:rest"]  # the same JSON body, byte for byte
 
