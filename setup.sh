@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Set up a fresh machine for serveoff: Java 17 for TorchServe (Debian/Ubuntu apt) and a .venv
-# with the pinned Python packages. Safe to run again; it installs only what is missing.
+# Set up a fresh machine for serveoff: Java 17 for TorchServe and Chromium for the report's browser test
+# (Debian/Ubuntu apt), and a .venv with the pinned Python packages. Safe to run again; it installs only
+# what is missing.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 need_apt=()
 java -version 2>&1 | grep -q 'version "17' || need_apt+=(openjdk-17-jdk-headless)
+command -v chromium >/dev/null || need_apt+=(chromium)
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" -ne 0 ]; then
         echo "setup: need root to install ${need_apt[*]} with apt-get; run: sudo $0" >&2

@@ -143,20 +143,7 @@ def point_result(
         "client_bound": busy >= CLIENT_BOUND_BUSY,
         "summary": estimate(windows, subject.batch_size, seed) if windows else None,
         "histogram": encode(merge(w.histogram for w in windows)),
-        "windows": [
-            {
-                "index": w.index,
-                "duration_s": w.duration_s,
-                "requests": w.requests,
-                "errors": w.errors,
-                "unfinished": w.unfinished,
-                "generators": w.generators,
-                "generator_busy": round(w.generator_busy, 3),
-                "server_cpu_s": w.server_cpu_s,
-                "histogram": encode(w.histogram),
-            }
-            for w in windows
-        ],
+        "windows": [w.to_json() for w in windows],
         "error": None,
     }
 

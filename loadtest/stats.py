@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from serveoff.loadtest.histograms import PERCENTILES, count_vectors, merge, summary
+from serveoff.loadtest.histograms import PERCENTILES, count_vectors, decode, encode, merge, summary
 from serveoff.loadtest.plan import WindowPolicy
 
 CONFIDENCE = 0.95
@@ -41,6 +41,35 @@ class Window:
     @property
     def failed(self) -> int:
         return sum(self.errors.values()) + self.unfinished
+
+    def to_json(self) -> dict:
+        """The window as stored in ``results.json`` (its histogram encoded)."""
+        return {
+            "index": self.index,
+            "duration_s": self.duration_s,
+            "requests": self.requests,
+            "errors": self.errors,
+            "unfinished": self.unfinished,
+            "generators": self.generators,
+            "generator_busy": round(self.generator_busy, 3),
+            "server_cpu_s": self.server_cpu_s,
+            "histogram": encode(self.histogram),
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict) -> Window:
+        """A window read back from ``results.json``."""
+        return cls(
+            index=doc["index"],
+            duration_s=doc["duration_s"],
+            requests=doc["requests"],
+            errors=dict(doc["errors"]),
+            histogram=decode(doc["histogram"]),
+            generator_busy=doc["generator_busy"],
+            server_cpu_s=doc["server_cpu_s"],
+            unfinished=doc["unfinished"],
+            generators=doc["generators"],
+        )
 
 
 def stable(windows: list[Window], policy: WindowPolicy, open_loop: bool = False) -> bool:
@@ -83,6 +112,32 @@ def _resample_weights(n: int, seed: int) -> np.ndarray:
     return np.stack([np.bincount(row, minlength=n) for row in draws]).astype(np.float64)
 
 
+def bootstrap(windows: list[Window], statistic: str, seed: int = 0) -> np.ndarray:
+    """``RESAMPLES`` values of ``statistic`` over windows drawn with replacement (NaN: nothing answered).
+
+    ``statistic`` is ``throughput_rps``, ``error_rate`` or a latency percentile name (``p50`` ... ``p99.9``).
+    """
+    weights = _resample_weights(len(windows), seed)
+    if statistic in PERCENTILES:
+        values, counts = count_vectors([w.histogram for w in windows])
+        if not values.size:
+            return np.full(RESAMPLES, np.nan)
+        return _percentile_of_counts(values, weights @ counts, PERCENTILES[statistic])
+    return _rate_samples(windows, weights)[statistic]
+
+
+def _rate_samples(windows: list[Window], weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Resampled throughput and error rate."""
+    requests = np.array([w.requests for w in windows], dtype=np.float64)
+    durations = np.array([w.duration_s for w in windows])
+    failed = np.array([w.failed for w in windows], dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "throughput_rps": (weights @ requests) / (weights @ durations),
+            "error_rate": (weights @ failed) / (weights @ (requests + failed)),
+        }
+
+
 def _percentile_of_counts(values: np.ndarray, counts: np.ndarray, percentile: float) -> np.ndarray:
     """HdrHistogram's percentile rule applied to each row of ``counts``."""
     totals = counts.sum(axis=1)
@@ -101,11 +156,10 @@ def estimate(windows: list[Window], batch_size: int, seed: int = 0) -> dict:
     durations = np.array([w.duration_s for w in windows])
     failed = np.array([w.failed for w in windows], dtype=np.float64)
     weights = _resample_weights(len(windows), seed)
+    rates = _rate_samples(windows, weights)
+    throughput_samples, error_samples = rates["throughput_rps"], rates["error_rate"]
 
     total_time = float(durations.sum())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        throughput_samples = (weights @ requests) / (weights @ durations)
-        error_samples = (weights @ failed) / (weights @ (requests + failed))
     throughput = float(requests.sum() / total_time) if total_time else 0.0
     attempted = float(requests.sum() + failed.sum())
     latency: dict[str, dict] = {}

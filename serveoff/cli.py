@@ -236,8 +236,29 @@ def measure_and_report(plan, records: list, artifacts: Path, run_dir: Path) -> N
 
     if plan.ui_port is not None:
         console.print(f"locust web UI: http://127.0.0.1:{plan.ui_port}", markup=False)
-    results = run_bench(plan, records, artifacts, run_dir, BenchProgress(console))
-    typer.echo(f"results: {results.path}")
+    try:
+        results = run_bench(plan, records, artifacts, run_dir, BenchProgress(console))
+        typer.echo(f"results: {results.path}")
+    finally:
+        _report_measured(run_dir)
+
+
+def _report_measured(run_dir: Path) -> None:
+    """Write the report of whatever the run measured; a report that fails never hides the results."""
+    from serveoff.loadtest.results import RESULTS_FILE
+
+    if not (run_dir / RESULTS_FILE).exists():
+        return
+    try:
+        from serveoff.report.document import build_report, write_report
+        from serveoff.report.runs import load_run
+
+        html, md = write_report(build_report(load_run(run_dir)))
+    except Exception as err:  # the measurement stands; say how to retry the report
+        console.print(f"serveoff: warning: report not written ({err}); retry: serveoff report {run_dir}",
+                      markup=False)  # fmt: skip
+        return
+    typer.echo(f"report: {html} (summary: {md.name})")
 
 
 @app.command()
@@ -359,6 +380,68 @@ def run(
         for each in started:
             each.stop()
         (run_dir / "servers.json").unlink(missing_ok=True)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `serveoff bench` or `run`.")],
+    baseline: Annotated[
+        Path | None, typer.Option(help="A run of the same plan to compare with, under the gate's rules.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="The HTML file (default: RUN_DIR/report.html); the Markdown summary goes beside it."
+        ),
+    ] = None,
+    claims: Annotated[
+        list[Path] | None,
+        typer.Option("--claims", help="Your own claims file, added to the built-in ledger (repeatable)."),
+    ] = None,
+    rules: Annotated[Path | None, typer.Option(help="Gate rules for --baseline (default: built-in).")] = None,
+) -> None:
+    """Write a self-contained HTML report (plots, fairness, claims, manifest) and a Markdown summary."""
+    from serveoff.report.document import build_report, write_report
+    from serveoff.report.runs import load_run
+
+    run = load_run(run_dir)
+    base = load_run(baseline) if baseline is not None else None
+    html, md = write_report(build_report(run, base, claims, rules), out)
+    typer.echo(f"report: {html}")
+    typer.echo(f"summary: {md}")
+
+
+@app.command()
+def gate(
+    run_dirs: Annotated[list[Path], typer.Argument(help="The run to judge (several: repeats of it).")],
+    baseline: Annotated[
+        list[Path], typer.Option(help="The run it must not regress from, same plan (repeatable: repeats).")
+    ],
+    rules: Annotated[Path | None, typer.Option(help="Gate rules YAML (default: the built-in ones).")] = None,
+    junit: Annotated[Path | None, typer.Option(help="Also write the checks as JUnit XML here.")] = None,
+) -> None:
+    """Fail (exit 1) when a run regressed significantly from its baseline; print the checks.
+
+    With repeats on either side, the intervals include the drift between runs, not only between windows.
+    """
+    from serveoff.report.gate import check_runs, differences, load_rules, passed, table, write_junit
+    from serveoff.report.runs import load_run
+
+    gate_rules = load_rules(rules)
+    runs, bases = [load_run(d) for d in run_dirs], [load_run(d) for d in baseline]
+    checks = check_runs(runs, bases, gate_rules)
+    for line in differences(runs[0], bases[0]):
+        console.print(f"serveoff: warning: {line}", markup=False)
+    typer.echo(table(checks))
+    if junit is not None:
+        write_junit(checks, junit)
+    failed = sum(c.outcome == "fail" for c in checks)
+    noisy = sum(c.outcome == "noisy" for c in checks)
+    verdict = "PASS" if passed(checks) else "FAIL"
+    ids = "+".join(r.run_id for r in runs), "+".join(b.run_id for b in bases)
+    typer.echo(f"gate: {verdict}: {len(checks)} checks, {failed} failed, {noisy} within noise "
+               f"({ids[0]} against {ids[1]}; rules: {gate_rules.source})")  # fmt: skip
+    raise typer.Exit(0 if passed(checks) else 1)
 
 
 def ensure_built(names: list[str], artifacts: Path) -> list:

@@ -17,6 +17,13 @@ from serveoff.serving.resources import ServerConfig
 
 PROTOCOLS = ("rest", "grpc")
 DEFAULT_TIMEOUT_S = 10.0
+# What a test double puts in the version it reports, so that no figure of it passes for the real server.
+TEST_DOUBLE_MARK = "serveoff-test-fake"
+
+
+def is_test_double(version: str) -> bool:
+    """Whether a reported version (or a point's ``source``) comes from one of serveoff's test doubles."""
+    return TEST_DOUBLE_MARK in version
 
 
 def check_protocol(protocol: str) -> None:
@@ -78,6 +85,8 @@ class Server(ABC):
     """One model server, serving built artifacts under a ``ServerConfig``, started natively."""
 
     name: ClassVar[str]
+    title: ClassVar[str]  # how reports name it, e.g. "TF Serving"
+    status: ClassVar[str | None] = None  # what a user choosing this server should know about its upkeep
     framework: ClassVar[str]  # the in-process baseline that runs the same artifact ("torch" or "tf")
     port_count: ClassVar[int]  # consecutive ports from ``port_base`` the server uses
     default_port_base: ClassVar[int]  # where `serveoff up` puts it

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
 from serveoff.models.build import BuildResult, build_zoo_model
+from tests.commands import FAKES
 
 # The reduced-size variants keep the suite fast; the full models are built by `serveoff build`.
 TEST_MODELS = ("digits-mlp", "resnet50-tiny", "text-encoder-tiny")
@@ -23,3 +27,16 @@ def artifacts_dir(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPath
 def built(artifacts_dir: Path) -> dict[str, BuildResult]:
     """The test models, built (or found up to date) once per session."""
     return {name: build_zoo_model(name, artifacts_dir, log=lambda _: None) for name in TEST_MODELS}
+
+
+@pytest.fixture(scope="module")
+def marker() -> str:
+    """An environment value every process started by a module's commands inherits, to find leftovers."""
+    return uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def env(marker: str) -> dict[str, str]:
+    """The commands' environment: the TF Serving test fake and this venv on PATH, and the marker."""
+    path = [str(FAKES), str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+    return os.environ | {"PATH": os.pathsep.join(path), "SERVEOFF_TEST_MARK": marker}

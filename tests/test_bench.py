@@ -8,16 +8,13 @@ The command runs in a subprocess, as users run it: locust monkey-patches the pro
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 import requests
 
@@ -28,24 +25,10 @@ from serveoff.serving import fleet
 from serveoff.serving.metrics import scrape
 from serveoff.serving.process import free_port_base
 from serveoff.serving.resources import server_config
+from tests.commands import QUICK, SERVEOFF, leftovers, serveoff
 
-FAKES = Path(__file__).parent / "fakes"
-SERVEOFF = Path(sys.executable).parent / "serveoff"
-QUICK = ["--warmup", "0.5", "--window", "0.5", "--min-windows", "2", "--max-windows", "3"]
 ALL_TARGETS = ["torchserve:rest", "torchserve:grpc", "tfserving:rest", "tfserving:grpc"]
 ALL_TARGETS += ["torch:inprocess", "tf:inprocess"]
-
-
-@pytest.fixture(scope="module")
-def marker() -> str:
-    """An environment value every process started by these tests inherits, to find leftovers."""
-    return uuid.uuid4().hex
-
-
-@pytest.fixture(scope="module")
-def env(marker: str) -> dict[str, str]:
-    path = [str(FAKES), str(Path(sys.executable).parent), os.environ.get("PATH", "")]
-    return os.environ | {"PATH": os.pathsep.join(path), "SERVEOFF_TEST_MARK": marker}
 
 
 @pytest.fixture(scope="module")
@@ -71,31 +54,6 @@ def servers(digits, tmp_path_factory, env) -> Iterator[Path]:
     fleet.stop_servers(state)
 
 
-def serveoff(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(SERVEOFF), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def leftovers(marker: str) -> list[str]:
-    """Live processes started by these tests' commands (they inherit the marker), after a moment."""
-    deadline = time.monotonic() + 10
-    while True:
-        found = []
-        for proc in psutil.process_iter():
-            try:
-                if (
-                    proc.environ().get("SERVEOFF_TEST_MARK") == marker
-                    and proc.status() != psutil.STATUS_ZOMBIE
-                ):
-                    found.append(f"{proc.pid} {' '.join(proc.cmdline())[:150]}")
-            except psutil.Error:
-                continue
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
-
-
 def results_of(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())
 
@@ -116,7 +74,7 @@ def test_bench_measures_every_target_into_a_complete_results_file(servers, tmp_p
         args += ["--target", target]
     done = serveoff(args + QUICK, env)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip().endswith(str(tmp_path / "all" / "results.json"))
+    assert f"results: {tmp_path / 'all' / 'results.json'}" in done.stdout.splitlines()
     results = results_of(tmp_path / "all")
     assert results["schema"] == "serveoff.results/1" and results["status"] == "complete"
     points = results["points"]
@@ -287,6 +245,7 @@ def test_a_server_killed_mid_run_leaves_partial_results_and_nothing_running(
     assert saved["status"] == "partial" and "torchserve" in saved["error"]
     assert saved["points"][0]["summary"]["requests"] > 0 and saved["points"][0]["error"] is None
     assert saved["points"][-1]["error"] == saved["error"]
+    assert "This run is partial" in (tmp_path / "killed" / "report.md").read_text()  # what was measured
     assert leftovers(marker) == []
 
 
@@ -301,6 +260,7 @@ def test_run_builds_starts_measures_and_stops_everything(
     assert results["status"] == "complete"
     assert [p["target"] for p in results["points"]] == ["torchserve:rest", "torchserve:grpc"]
     assert not (tmp_path / "run" / "servers.json").exists()
+    assert (tmp_path / "run" / "report.html").is_file() and (tmp_path / "run" / "report.md").is_file()
     assert leftovers(marker) == []
 
 

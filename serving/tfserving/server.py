@@ -57,6 +57,7 @@ class TFServing(Server):
     """TF Serving on each model's ``tfserving/<name>/<version>`` SavedModel, under one ``ServerConfig``."""
 
     name = "tfserving"
+    title = "TF Serving"
     framework = "tf"
     port_count = PORT_COUNT
     default_port_base = 8500  # gRPC 8500, REST 8501: TF Serving's own defaults

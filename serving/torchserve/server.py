@@ -81,6 +81,11 @@ class TorchServe(Server):
     """TorchServe serving the models' .mar archives under one ``ServerConfig``."""
 
     name = "torchserve"
+    title = "TorchServe"
+    status = (
+        "TorchServe's repository (pytorch/serve) was archived on 7 August 2025 and the project is in limited "
+        "maintenance: no planned updates, bug fixes or security patches."
+    )
     framework = "torch"
     port_count: ClassVar[int] = PORT_COUNT
     default_port_base: ClassVar[int] = 8080

@@ -1,0 +1,481 @@
+"""The CI performance gate: compare a run with a baseline run of the same plan, noise included.
+
+Every rule is checked on every load point both runs measured. A change only fails the gate when it is
+significant: the bootstrap interval of current / baseline (windows resampled in each run independently)
+lies entirely beyond the allowance. A point estimate beyond it whose interval still reaches back is
+``noisy``: shown, but it passes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from serveoff.errors import ServeoffError
+from serveoff.loadtest.histograms import PERCENTILES
+from serveoff.loadtest.stats import Window, bootstrap
+from serveoff.report.runs import Run, point_key
+
+DEFAULT_RULES = Path(__file__).with_name("gates.yaml")
+LATENCY = tuple(PERCENTILES)
+THROUGHPUT, ERROR_RATE = "throughput", "error_rate"
+METRICS = (*LATENCY, THROUGHPUT, ERROR_RATE)
+LIMIT_OF = {**dict.fromkeys(LATENCY, "max_increase"), THROUGHPUT: "max_decrease", ERROR_RATE: "max"}
+STATISTIC = {**{m: m for m in LATENCY}, THROUGHPUT: "throughput_rps", ERROR_RATE: "error_rate"}
+FORMAT_HINT = "e.g. `rules: [{metric: p99, max_increase: 0.10}]`"
+OUTCOME_TITLES = {"pass": "PASS", "fail": "FAIL", "noisy": "noisy"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One limit on one metric: a relative change against the baseline, or an absolute error-rate ceiling."""
+
+    metric: str  # "p50" "p90" "p95" "p99" "p99.9" | "throughput" | "error_rate"
+    max_increase: float | None = None  # latency: allowed relative increase, e.g. 0.10
+    max_decrease: float | None = None  # throughput: allowed relative drop, e.g. 0.05
+    max: float | None = None  # error_rate: absolute ceiling on the current run, e.g. 0.001
+
+    def describe(self) -> str:
+        """The rule in words, e.g. ``p99 +10% at most``."""
+        if self.metric == THROUGHPUT:
+            return f"throughput -{_percent(self.max_decrease)} at most"
+        if self.metric == ERROR_RATE:
+            return f"error rate {_percent(self.max)} at most"
+        return f"{self.metric} +{_percent(self.max_increase)} at most"
+
+
+@dataclass(frozen=True)
+class GateRules:
+    """The rules and the confidence of the intervals they are judged with."""
+
+    rules: list[Rule]
+    confidence: float = 0.95
+    source: str = "built-in"  # the file they came from
+
+
+@dataclass
+class Check:
+    """One rule judged on one load point."""
+
+    model: str
+    target: str
+    label: str
+    phase: str
+    rule: Rule
+    baseline: float | None  # the metric's value in the baseline run
+    current: float | None
+    ratio: float | None  # current / baseline (None for error_rate's absolute rule)
+    low: float | None  # the ratio's (or error rate's) bootstrap interval
+    high: float | None
+    outcome: str  # "pass" | "fail" | "noisy"
+    detail: str  # one line saying why
+
+
+# --- rules files -------------------------------------------------------------------------------------
+
+
+def load_rules(path: Path | None = None) -> GateRules:
+    """The gate rules in ``path`` (default: ``report/gates.yaml``); one clear line when malformed."""
+    path = path or DEFAULT_RULES
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ServeoffError(
+            f"gate rules file {path} does not exist; pass an existing file to --rules"
+        ) from None
+    except OSError as err:
+        raise ServeoffError(f"cannot read gate rules file {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise ServeoffError(
+            f"gate rules file {path} is not valid YAML ({_yaml_problem(err)}); fix its syntax"
+        ) from None
+    if not isinstance(doc, dict):
+        raise ServeoffError(f"gate rules file {path} must be a mapping with a `rules:` list, {FORMAT_HINT}")
+    _no_unknown_keys(doc, {"confidence", "rules"}, f"gate rules file {path}")
+    confidence = doc.get("confidence", 0.95)
+    if not _is_number(confidence) or not 0.5 < confidence < 1:
+        raise ServeoffError(
+            f"gate rules file {path}: confidence must be a number between 0.5 and 1 (exclusive), "
+            f"got {confidence!r}; e.g. `confidence: 0.95`"
+        )
+    rules = doc.get("rules")
+    if not isinstance(rules, list) or not rules:
+        raise ServeoffError(f"gate rules file {path} needs a non-empty `rules:` list, {FORMAT_HINT}")
+    parsed = [_rule(entry, f"gate rules file {path}, rule {n}") for n, entry in enumerate(rules, 1)]
+    return GateRules(parsed, float(confidence), str(path))
+
+
+def _rule(entry: object, where: str) -> Rule:
+    """One rule entry, validated."""
+    if not isinstance(entry, dict):
+        raise ServeoffError(f"{where} must be a mapping, {FORMAT_HINT}")
+    _no_unknown_keys(entry, {"metric", *LIMIT_OF.values()}, where)
+    metric = entry.get("metric")
+    if metric not in METRICS:
+        raise ServeoffError(f"{where}: unknown metric {metric!r}; choose one of: {', '.join(METRICS)}")
+    kind = LIMIT_OF[metric]
+    wrong = sorted(k for k in entry if k not in ("metric", kind))
+    if wrong:
+        raise ServeoffError(f"{where}: {metric} takes `{kind}`, not `{wrong[0]}`; write `{kind}: <limit>`")
+    if kind not in entry:
+        raise ServeoffError(f"{where}: {metric} needs a limit; add `{kind}: <limit>`")
+    limit = entry[kind]
+    ceiling = math.inf if kind == "max_increase" else 1.0
+    if not _is_number(limit) or not 0 <= limit <= ceiling:
+        bound = "0 or more" if ceiling == math.inf else "between 0 and 1"
+        raise ServeoffError(
+            f"{where}: {kind} must be a number {bound} (a fraction: 0.10 is 10%), got {limit!r}"
+        )
+    return Rule(metric, **{kind: float(limit)})
+
+
+def _no_unknown_keys(doc: dict, known: set[str], where: str) -> None:
+    unknown = sorted(str(k) for k in doc if k not in known)
+    if unknown:
+        raise ServeoffError(f"{where}: unknown key {unknown[0]!r}; the keys are: {', '.join(sorted(known))}")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error in one line: the problem and where it is."""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
+
+
+# --- comparing runs ----------------------------------------------------------------------------------
+
+
+def check_runs(
+    current: Run | list[Run], baseline: Run | list[Run], rules: GateRules, seed: int = 0
+) -> list[Check]:
+    """Every rule judged on every load point both sides measured (and on each point ``current`` lost).
+
+    Each side may be several runs of the same plan (repeats): their intervals then come from a bootstrap
+    over runs and, within each, over windows, so run-to-run drift is part of the noise.
+    """
+    currents, baselines = _runs(current), _runs(baseline)
+    for other in [*currents[1:], *baselines]:
+        _same_pairs(currents[0], other)
+    measured = [{point_key(p): p for p in run.points} for run in currents]
+    listed = {point_key(p) for run in currents for p in run.doc["points"]}
+    before = [{point_key(p): p for p in run.points if _answered(p)} for run in baselines]
+    checks: list[Check] = []
+    compared = 0
+    for key, base in before[0].items():
+        bases = [each.get(key) for each in before]
+        if None in bases:
+            continue  # not every baseline repeat answered it: nothing steady to compare with
+        points = [each.get(key) for each in measured]
+        if all(p is not None and _answered(p) for p in points):
+            compared += 1
+            windows = [run.windows(p) for run, p in zip(currents, points, strict=True)]
+            base_windows = [run.windows(b) for run, b in zip(baselines, bases, strict=True)]
+            sides = Side(points, windows), Side(bases, base_windows)
+            checks += [_judge(rule, *sides, rules.confidence, seed) for rule in rules.rules]
+        elif key in listed or _planned(currents[0], base):
+            compared += 1
+            checks += [_lost(rule, base) for rule in rules.rules]
+    if not compared:
+        raise ServeoffError(
+            f"no load point of run {_ids(currents)} matches one of the baseline run {_ids(baselines)}; "
+            "gate runs of the same plan"
+        )
+    return checks
+
+
+@dataclass
+class Side:
+    """One load point as measured by each repeat of one side: the points and their windows."""
+
+    points: list[dict]
+    windows: list[list[Window]]
+
+    def value(self, metric: str) -> float | None:
+        """The metric's estimate: its mean over the repeats."""
+        values = [_value(p, metric) for p in self.points]
+        return None if None in values else float(np.mean(values))
+
+    def samples(self, statistic: str, seed: int) -> np.ndarray:
+        """Bootstrap samples: repeats drawn with replacement, and windows within each (one run: windows)."""
+        per_run = np.stack([bootstrap(w, statistic, seed + 7919 * i) for i, w in enumerate(self.windows)])
+        if len(per_run) == 1:
+            return per_run[0]
+        picks = np.random.default_rng(seed).integers(0, len(per_run), size=(per_run.shape[1], len(per_run)))
+        with np.errstate(invalid="ignore"):
+            return np.mean(per_run[picks, np.arange(per_run.shape[1])[:, None]], axis=1)
+
+
+def _runs(runs: Run | list[Run]) -> list[Run]:
+    return runs if isinstance(runs, list) else [runs]
+
+
+def _ids(runs: list[Run]) -> str:
+    return "+".join(run.run_id for run in runs)
+
+
+def passed(checks: list[Check]) -> bool:
+    """Whether the gate passes: no check failed (noisy ones pass)."""
+    return all(c.outcome != "fail" for c in checks)
+
+
+def differences(current: Run, baseline: Run) -> list[str]:
+    """How the two runs' setups differ where that makes the comparison suspect (warnings, not errors)."""
+    lines = []
+    fields = {
+        "fairness.config": lambda m: m.get("fairness", {}).get("config"),
+        "machine.cpu_model": lambda m: m.get("machine", {}).get("cpu_model"),
+    }
+    for name, get in fields.items():
+        ours, theirs = get(current.manifest), get(baseline.manifest)
+        if ours != theirs:
+            lines.append(f"{name} differs: baseline {_compact(theirs)}, current {_compact(ours)}")
+    ours, theirs = current.manifest.get("plan", {}), baseline.manifest.get("plan", {})
+    for key in sorted((set(ours) | set(theirs)) - {"seed"}):
+        if ours.get(key) != theirs.get(key):
+            lines.append(
+                f"plan.{key} differs: baseline {_compact(theirs.get(key))}, current {_compact(ours.get(key))}"
+            )
+    return lines
+
+
+def _same_pairs(current: Run, baseline: Run) -> None:
+    """One clear line unless both runs cover the same (model, target) pairs."""
+    ours, theirs = _pairs(current), _pairs(baseline)
+    if ours != theirs:
+        raise ServeoffError(
+            f"the baseline run {baseline.run_id} measured {_describe_pairs(theirs)} but run {current.run_id} "
+            f"measured {_describe_pairs(ours)}; gate runs of the same plan"
+        )
+
+
+def _pairs(run: Run) -> set[tuple[str, str]]:
+    """The (model, target) pairs a run planned or has points of (measured or not)."""
+    plan = run.manifest.get("plan", {})
+    planned = {(m, t) for m in plan.get("models", []) for t in plan.get("targets", [])}
+    return planned | {(p["model"], p["target"]) for p in run.doc["points"]}
+
+
+def _describe_pairs(pairs: set[tuple[str, str]]) -> str:
+    """``targets a, b of digits-mlp and c of resnet50``."""
+    models = sorted({m for m, _ in pairs})
+    parts = [", ".join(sorted(t for m2, t in pairs if m2 == m)) + f" of {m}" for m in models]
+    return "targets " + " and ".join(parts) if parts else "nothing"
+
+
+def _planned(run: Run, point: dict) -> bool:
+    """Whether ``run``'s plan includes this sweep point (so a missing one was lost, not left out)."""
+    plan = run.manifest.get("plan", {})
+    return (
+        point["phase"] == "sweep"
+        and point["model"] in plan.get("models", [])
+        and point["target"] in plan.get("targets", [])
+        and point["load"] in plan.get("points", [])
+    )
+
+
+def _answered(point: dict) -> bool:
+    summary = point.get("summary")
+    return bool(summary and summary.get("requests"))
+
+
+def _lost(rule: Rule, base: dict) -> Check:
+    """A point the baseline measured and the current run did not: a failure, never a silent pass."""
+    return _check(
+        base, rule, _value(base, rule.metric), None, None, None, None, "fail", "no measurement in current run"
+    )
+
+
+def _judge(rule: Rule, current: Side, baseline: Side, confidence: float, seed: int) -> Check:
+    """One rule on one load point, measured by both sides."""
+    base = baseline.points[0]
+    if rule.metric == ERROR_RATE:
+        return _judge_errors(rule, current, baseline, confidence, seed)
+    now, before = current.value(rule.metric), baseline.value(rule.metric)
+    statistic = STATISTIC[rule.metric]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        samples = current.samples(statistic, seed) / baseline.samples(statistic, seed + 1)
+    ratio = now / before
+    low, high = _interval(ratio, samples, confidence)
+    if rule.metric == THROUGHPUT:
+        floor = 1 - rule.max_decrease
+        outcome = "fail" if high < floor else "noisy" if ratio < floor else "pass"
+    else:
+        ceiling = 1 + rule.max_increase
+        outcome = "fail" if low > ceiling else "noisy" if ratio > ceiling else "pass"
+    detail = _detail(rule, outcome, ratio, low, high, confidence)
+    return _check(base, rule, before, now, ratio, low, high, outcome, detail)
+
+
+def _judge_errors(rule: Rule, current: Side, baseline: Side, confidence: float, seed: int) -> Check:
+    """The error-rate ceiling, on the current side alone."""
+    base = baseline.points[0]
+    rate, before = current.value(ERROR_RATE), baseline.value(ERROR_RATE)
+    if not any(w.failed for windows in current.windows for w in windows):
+        return _check(base, rule, before, rate, None, 0.0, 0.0, "pass", "no request failed")
+    low, high = _interval(rate, current.samples("error_rate", seed), confidence)
+    ceiling = _percent(rule.max)
+    if low > rule.max:
+        outcome, detail = "fail", f"error rate {_percent(rate)} is significantly above {ceiling}"
+    elif rate > rule.max:
+        outcome, detail = "noisy", f"error rate {_percent(rate)} is above {ceiling}, but within noise"
+    else:
+        outcome, detail = "pass", f"error rate {_percent(rate)} is within {ceiling}"
+    interval = f" ({_percent(confidence)} interval {_percent(low)} to {_percent(high)})"
+    return _check(base, rule, before, rate, None, low, high, outcome, detail + interval)
+
+
+def _interval(value: float, samples: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The bootstrap percentile interval of the finite ``samples``, widened to contain ``value``."""
+    finite = samples[np.isfinite(samples)]
+    if finite.size == 0:
+        return value, value
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(finite, [tail, 100 - tail])
+    return float(min(low, value)), float(max(high, value))
+
+
+def _detail(rule: Rule, outcome: str, ratio: float, low: float, high: float, confidence: float) -> str:
+    """Why a relative rule passed, failed or was noisy, in one line."""
+    change = (
+        f"{rule.metric} {_signed(ratio)} ({_percent(confidence)} interval {_signed(low)} to {_signed(high)})"
+    )
+    allowed = rule.describe()
+    if outcome == "fail":
+        return f"{change}: significantly beyond {allowed}"
+    if outcome == "noisy":
+        return f"{change}: beyond {allowed}, but within noise"
+    return f"{change}: within {allowed}"
+
+
+def _check(
+    point: dict,
+    rule: Rule,
+    baseline: float | None,
+    current: float | None,
+    ratio: float | None,
+    low: float | None,
+    high: float | None,
+    outcome: str,
+    detail: str,
+) -> Check:
+    return Check(
+        point["model"],
+        point["target"],
+        point["label"],
+        point["phase"],
+        rule,
+        baseline,
+        current,
+        ratio,
+        low,
+        high,
+        outcome,
+        detail,
+    )
+
+
+def _value(point: dict, metric: str) -> float | None:
+    """The metric's point estimate in a point's summary (µs for latency)."""
+    summary = point.get("summary") or {}
+    if metric in LATENCY:
+        return (summary.get("latency_us") or {}).get(metric, {}).get("value")
+    return (summary.get(STATISTIC[metric]) or {}).get("value")
+
+
+# --- output ------------------------------------------------------------------------------------------
+
+COLUMNS = ("model", "target", "load", "metric", "baseline", "current", "change", "rule", "outcome")
+
+
+def table(checks: list[Check]) -> str:
+    """The checks as a fixed-width text table."""
+    rows = [COLUMNS, *(_row(c) for c in checks)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+def _row(check: Check) -> tuple[str, ...]:
+    metric = check.rule.metric
+    return (
+        check.model,
+        check.target,
+        _load(check),
+        metric,
+        _show(metric, check.baseline),
+        _show(metric, check.current),
+        _change(check),
+        check.rule.describe(),
+        OUTCOME_TITLES[check.outcome],
+    )
+
+
+def _load(check: Check) -> str:
+    """The load point's label, with its phase unless it is the sweep: ``c=8``, ``r=160/s (search)``."""
+    return check.label if check.phase == "sweep" else f"{check.label} ({check.phase})"
+
+
+def _show(metric: str, value: float | None) -> str:
+    """A metric's value for people: latency in ms (3 significant digits), throughput in req/s."""
+    if value is None:
+        return "-"
+    if metric == THROUGHPUT:
+        return f"{value:.1f} req/s"
+    if metric == ERROR_RATE:
+        return _percent(value)
+    ms = value / 1000
+    return f"{ms:,.0f} ms" if ms >= 1000 else f"{ms:#.3g}".rstrip(".") + " ms"
+
+
+def _change(check: Check) -> str:
+    """``+31.2% [+24.0, +40.1]`` (relative rules) or the error rate's interval ``[0%, 0.12%]``."""
+    if check.low is None or check.high is None:
+        return "-"
+    if check.ratio is None:
+        return f"[{_percent(check.low)}, {_percent(check.high)}]"
+    return f"{_signed(check.ratio)} [{_signed(check.low, '')}, {_signed(check.high, '')}]"
+
+
+def write_junit(checks: list[Check], path: Path, name: str = "serveoff gate") -> None:
+    """The checks as a JUnit XML test suite (one test case per check), written atomically."""
+    failures = sum(c.outcome == "fail" for c in checks)
+    suite = ET.Element("testsuite", name=name, tests=str(len(checks)), failures=str(failures), errors="0")
+    for check in checks:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"{check.model}.{check.target}",
+            name=f"{_load(check)} {check.rule.metric}",
+        )
+        if check.outcome == "fail":
+            ET.SubElement(case, "failure", message=check.detail).text = check.detail
+        elif check.outcome == "noisy":
+            ET.SubElement(case, "system-out").text = check.detail
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    ET.ElementTree(suite).write(tmp, encoding="utf-8", xml_declaration=True)
+    tmp.replace(path)
+
+
+def _percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{fraction * 100:.3g}%"
+
+
+def _signed(ratio: float, unit: str = "%") -> str:
+    """A ratio as a signed change: 1.312 -> ``+31.2%``."""
+    return f"{(ratio - 1) * 100:+.1f}{unit}"
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, sort_keys=True) if not isinstance(value, str) else value

@@ -1,0 +1,179 @@
+"""The words of a report: a short verdict per model, the fairness box and the notes a reader must see."""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+from serveoff.report.format import ms, percent, significant, with_interval
+from serveoff.report.runs import Run, system_title, target_title
+from serveoff.serving.targets import SERVERS, server_class
+
+
+def _throughput(point: dict) -> float:
+    return point["summary"]["throughput_rps"]["value"] or 0.0
+
+
+def model_verdict(run: Run, model: str) -> list[str]:
+    """A few sentences on one model: each target's capacity and latency, server against server, tax."""
+    points = [p for p in run.points if p["model"] == model]
+    lines = []
+    for target in run.targets:
+        ours = [p for p in points if p["target"] == target]
+        if not ours:
+            continue
+        best = max(ours, key=_throughput)
+        light = min(ours, key=lambda p: p["offered"])
+        latency = light["summary"]["latency_us"]
+        lines.append(
+            f"{target_title(best)}: up to {with_interval(best['summary']['throughput_rps'])} requests/s "
+            f"({best['label']}); at {light['label']} p50 {ms(latency['p50']['value'])}, "
+            f"p99 {ms(latency['p99']['value'])}."
+        )
+    lines += _server_against_server(run, points)
+    lines += _tax_at_lightest_load(run, model)
+    doubles = sorted(run.test_doubles())
+    if doubles:
+        lines.append(
+            f"The {', '.join(doubles)} figures come from serveoff's test double; they check the harness and "
+            "are never compared with other servers or used for claims."
+        )
+    return lines
+
+
+def _server_against_server(run: Run, points: list[dict]) -> list[str]:
+    """Per pair of genuinely measured servers and protocol: who is ahead where the CIs do not overlap."""
+    servers = [s for s in SERVERS if run.genuine(s)]
+    lines = []
+    for a, b in combinations(servers, 2):
+        for protocol in ("rest", "grpc"):
+            pairs = _pairs(points, a, b, protocol)
+            if not pairs:
+                continue
+            faster = {a: 0, b: 0}
+            for pa, pb in pairs:
+                la, lb = pa["summary"]["latency_us"]["p50"], pb["summary"]["latency_us"]["p50"]
+                if la["high"] < lb["low"]:
+                    faster[a] += 1
+                elif lb["high"] < la["low"]:
+                    faster[b] += 1
+            lines.append(
+                f"{protocol.upper() if protocol == 'rest' else 'gRPC'}: lower p50 for {system_title(a)} at "
+                f"{faster[a]} of {len(pairs)} load points, for {system_title(b)} at {faster[b]}; "
+                "the 95% intervals overlap at the rest."
+            )
+    return lines
+
+
+def _pairs(points: list[dict], a: str, b: str, protocol: str) -> list[tuple[dict, dict]]:
+    def index(system: str) -> dict:
+        return {
+            (p["phase"], p["label"]): p for p in points if p["system"] == system and p["protocol"] == protocol
+        }
+
+    ours, theirs = index(a), index(b)
+    return [(ours[k], theirs[k]) for k in ours if k in theirs]
+
+
+def _tax_at_lightest_load(run: Run, model: str) -> list[str]:
+    taxes = [t for t in run.doc.get("serving_tax", []) if t["model"] == model]
+    titles = {p["target"]: target_title(p) for p in run.points}
+    lines = []
+    for target in dict.fromkeys(t["target"] for t in taxes):
+        tax = min(
+            (t for t in taxes if t["target"] == target), key=lambda t: t["load"].get("concurrency") or 0
+        )
+        added = tax["latency_us"]
+        lines.append(
+            f"Serving tax of {titles[target]} at {tax['label']}: +{ms(added['p50'])} at p50, "
+            f"+{ms(added['p99'])} at p99 over {titles.get(tax['baseline'], tax['baseline'])}."
+        )
+    return lines
+
+
+def fairness(run: Run) -> list[tuple[str, str]]:
+    """What was held equal between the targets (and what could not be), one row each."""
+    manifest = run.manifest
+    fair = manifest.get("fairness", {})
+    config = fair.get("config", {})
+    windows = manifest.get("windows", {})
+    models = manifest.get("models", {})
+    batching = (
+        "off (batch size 1) on every server"
+        if config.get("max_batch_size", 1) <= 1
+        else f"the same on every server: up to {config['max_batch_size']} requests, "
+        f"waiting at most {config.get('batch_timeout_ms')} ms"
+    )
+    payloads = fair.get("payload_bytes", {})
+    rows = [
+        ("Model", "the same artifact build for every target ("
+         + ", ".join(f"{m} {info['content_hash'][:12]}" for m, info in models.items()) + ")"
+         if fair.get("same_artifact") else "NOT the same artifact build: do not compare"),
+        ("CPUs", f"servers and baselines pinned to CPUs {config.get('cpus')}; load generator on "
+         f"{manifest.get('generator', {}).get('cpus')}"),
+        ("Threads", f"{config.get('instances')} model instance(s) x {config.get('threads')} intra-op "
+         f"threads, {config.get('inter_op_threads')} inter-op thread(s), for every server and baseline"),
+        ("Batching", batching),
+        ("Preset", str(config.get("preset"))),
+        ("Wire payload", ", ".join(f"{t} {b} B" for t, b in payloads.items())
+         + " (the same tensor; REST carries JSON, gRPC protobuf, in-process the raw array)"),
+        ("Load", f"the same plan for every target, {manifest.get('drift_control', {}).get('method', '?')} "
+         "order (A B, then B A) against machine drift"),
+        ("Measurement", f"{windows.get('warmup_s')} s warm-up excluded, {windows.get('window_s')} s windows "
+         f"({windows.get('min_windows')} to {windows.get('max_windows')}), "
+         f"{manifest.get('generator', {}).get('histogram', 'HdrHistogram')}; "
+         f"latency from the {manifest.get('generator', {}).get('latency_from', 'send time')}"),
+    ]  # fmt: skip
+    return rows
+
+
+def notes(run: Run) -> list[str]:
+    """What a reader must know before trusting the figures."""
+    out = []
+    if run.doc.get("status") != "complete":
+        out.append(
+            f"This run is {run.doc.get('status')}: {run.doc.get('error') or 'it did not finish'}. "
+            "The figures cover the points measured before it stopped."
+        )
+    for system in dict.fromkeys(p["system"] for p in run.points):
+        if system in SERVERS and (status := server_class(system).status):
+            out.append(status)
+    bound = [p for p in run.points if p.get("client_bound")]
+    if bound:
+        out.append(
+            f"{len(bound)} point(s) were client-bound (a load generator's event loop was at least 90% "
+            "busy), so their latencies include generator delay: " + _where(bound) + ". Re-run them with "
+            "--workers."
+        )
+    unstable = [p for p in run.points if not p.get("stable")]
+    if unstable:
+        out.append(
+            f"{len(unstable)} point(s) did not settle (3 windows within the tolerance) before the window "
+            "cap; their intervals are wider: " + _where(unstable) + "."
+        )
+    failing = [p for p in run.points if p["summary"]["error_rate"]["value"]]
+    if failing:
+        shares = [
+            f"{target_title(p)} {p['label']} {percent(p['summary']['error_rate']['value'])}" for p in failing
+        ]
+        out.append("Requests failed at: " + "; ".join(shares) + ".")
+    return out
+
+
+def _where(points: list[dict]) -> str:
+    shown = [f"{p['model']} {target_title(p)} {p['label']}" for p in points[:6]]
+    more = f" and {len(points) - 6} more" if len(points) > 6 else ""
+    return ", ".join(shown) + more
+
+
+def searches(run: Run) -> list[str]:
+    """The max-rate search's findings, one line per model and target."""
+    lines = []
+    titles = {p["target"]: target_title(p) for p in run.points}
+    for search in run.doc.get("searches", []):
+        rate = search.get("max_rate")
+        found = f"{significant(rate)} requests/s" if rate else "no probed rate"
+        target = titles.get(search.get("target"), search.get("target"))
+        lines.append(
+            f"{search.get('model')} {target}: {found} kept p99 under {search.get('p99_bound_ms')} ms"
+        )
+    return lines
