@@ -33,8 +33,8 @@ class Run:
 
     @cached_property
     def points(self) -> list[dict]:
-        """The measured points (a point that failed before its first window has no summary)."""
-        return [p for p in self.doc["points"] if p.get("summary")]
+        """The points with answered requests (a point that failed before any answer has no figures)."""
+        return [p for p in self.doc["points"] if p.get("summary") and p["summary"].get("requests")]
 
     @property
     def models(self) -> list[str]:

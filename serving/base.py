@@ -17,8 +17,9 @@ from serveoff.serving.resources import ServerConfig
 
 PROTOCOLS = ("rest", "grpc")
 DEFAULT_TIMEOUT_S = 10.0
-# What a test double puts in the version it reports, so that no figure of it passes for the real server.
-TEST_DOUBLE_MARK = "serveoff-test-fake"
+# What serveoff's test doubles put in the version they report, so no figure of theirs passes for the real
+# server's (the TF Serving double reports 0.0.0-serveoff-test-<kind>).
+TEST_DOUBLE_MARK = "serveoff-test-"
 
 
 def is_test_double(version: str) -> bool:

@@ -59,6 +59,7 @@ def point(
         "label": f"c={concurrency}",
         "offered": float(concurrency),
         "summary": {
+            "requests": 1000,
             "throughput_rps": ci(rps, spread),
             "inferences_per_s": ci(rps, spread),
             "error_rate": {"value": errors, "low": errors, "high": errors},
