@@ -97,12 +97,18 @@ def interval(value: float | None, samples: np.ndarray) -> dict[str, float | None
     """``{"value", "low", "high"}``: the estimate with its bootstrap confidence interval."""
     if value is None:
         return {"value": None, "low": None, "high": None}
+    low, high = bounds(value, samples)
+    return {"value": value, "low": low, "high": high}
+
+
+def bounds(value: float, samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The percentile interval of the finite bootstrap ``samples``, widened to contain ``value``."""
     finite = samples[np.isfinite(samples)]
     if finite.size == 0:
-        return {"value": value, "low": value, "high": value}
-    tail = (1 - CONFIDENCE) / 2 * 100
+        return value, value
+    tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(finite, [tail, 100 - tail])
-    return {"value": value, "low": float(min(low, value)), "high": float(max(high, value))}
+    return float(min(low, value)), float(max(high, value))
 
 
 def _resample_weights(n: int, seed: int) -> np.ndarray:

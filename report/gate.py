@@ -19,7 +19,7 @@ import yaml
 
 from serveoff.errors import ServeoffError
 from serveoff.loadtest.histograms import PERCENTILES
-from serveoff.loadtest.stats import Window, bootstrap
+from serveoff.loadtest.stats import Window, bootstrap, bounds
 from serveoff.report.runs import Run, point_key
 
 DEFAULT_RULES = Path(__file__).with_name("gates.yaml")
@@ -305,7 +305,7 @@ def _judge(rule: Rule, current: Side, baseline: Side, confidence: float, seed: i
     with np.errstate(invalid="ignore", divide="ignore"):
         samples = current.samples(statistic, seed) / baseline.samples(statistic, seed + 1)
     ratio = now / before
-    low, high = _interval(ratio, samples, confidence)
+    low, high = bounds(ratio, samples, confidence)
     if rule.metric == THROUGHPUT:
         floor = 1 - rule.max_decrease
         outcome = "fail" if high < floor else "noisy" if ratio < floor else "pass"
@@ -322,7 +322,7 @@ def _judge_errors(rule: Rule, current: Side, baseline: Side, confidence: float, 
     rate, before = current.value(ERROR_RATE), baseline.value(ERROR_RATE)
     if not any(w.failed for windows in current.windows for w in windows):
         return _check(base, rule, before, rate, None, 0.0, 0.0, "pass", "no request failed")
-    low, high = _interval(rate, current.samples("error_rate", seed), confidence)
+    low, high = bounds(rate, current.samples("error_rate", seed), confidence)
     ceiling = _percent(rule.max)
     if low > rule.max:
         outcome, detail = "fail", f"error rate {_percent(rate)} is significantly above {ceiling}"
@@ -332,16 +332,6 @@ def _judge_errors(rule: Rule, current: Side, baseline: Side, confidence: float, 
         outcome, detail = "pass", f"error rate {_percent(rate)} is within {ceiling}"
     interval = f" ({_percent(confidence)} interval {_percent(low)} to {_percent(high)})"
     return _check(base, rule, before, rate, None, low, high, outcome, detail + interval)
-
-
-def _interval(value: float, samples: np.ndarray, confidence: float) -> tuple[float, float]:
-    """The bootstrap percentile interval of the finite ``samples``, widened to contain ``value``."""
-    finite = samples[np.isfinite(samples)]
-    if finite.size == 0:
-        return value, value
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(finite, [tail, 100 - tail])
-    return float(min(low, value)), float(max(high, value))
 
 
 def _detail(rule: Rule, outcome: str, ratio: float, low: float, high: float, confidence: float) -> str:
