@@ -18,6 +18,7 @@ import yaml
 
 from serveoff.errors import ServeoffError
 from serveoff.report.runs import PROTOCOL_TITLES, Run, system_title, target_title
+from serveoff.report.yaml_errors import yaml_problem
 from serveoff.serving.targets import BASELINES, SERVERS
 
 BUILTIN_CLAIMS = Path(__file__).with_name("claims.yaml")
@@ -117,17 +118,10 @@ def _read_file(path: Path) -> list[Claim]:
     except (OSError, UnicodeDecodeError) as err:
         _fail(str(path), f"cannot read the claims file ({err}); check it is a readable YAML text file")
     except yaml.YAMLError as err:
-        _fail(str(path), f"{_yaml_problem(err)}; fix the YAML syntax")
+        _fail(str(path), f"{yaml_problem(err)}; fix the YAML syntax")
     if not isinstance(doc, dict) or set(doc) != {"claims"} or not isinstance(doc["claims"], list):
         _fail(str(path), f"expected one top-level key, `claims:`, holding a list; see {BUILTIN_CLAIMS}")
     return [_claim(path, index, entry) for index, entry in enumerate(doc["claims"], 1)]
-
-
-def _yaml_problem(err: yaml.YAMLError) -> str:
-    mark = getattr(err, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-    problem = getattr(err, "problem", None) or str(err)
-    return f"not valid YAML{where}: {' '.join(problem.split())}"
 
 
 def _claim(path: Path, index: int, entry: Any) -> Claim:

@@ -21,6 +21,7 @@ from serveoff.errors import ServeoffError
 from serveoff.loadtest.histograms import PERCENTILES
 from serveoff.loadtest.stats import Window, bootstrap, bounds
 from serveoff.report.runs import Run, point_key
+from serveoff.report.yaml_errors import yaml_problem
 
 DEFAULT_RULES = Path(__file__).with_name("gates.yaml")
 LATENCY = tuple(PERCENTILES)
@@ -93,7 +94,7 @@ def load_rules(path: Path | None = None) -> GateRules:
         raise ServeoffError(f"cannot read gate rules file {path}: {err.strerror}") from None
     except yaml.YAMLError as err:
         raise ServeoffError(
-            f"gate rules file {path} is not valid YAML ({_yaml_problem(err)}); fix its syntax"
+            f"gate rules file {path}: {yaml_problem(err)}; fix its syntax"
         ) from None
     if not isinstance(doc, dict):
         raise ServeoffError(f"gate rules file {path} must be a mapping with a `rules:` list, {FORMAT_HINT}")
@@ -143,13 +144,6 @@ def _no_unknown_keys(doc: dict, known: set[str], where: str) -> None:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _yaml_problem(err: yaml.YAMLError) -> str:
-    """A YAML error in one line: the problem and where it is."""
-    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-    mark = getattr(err, "problem_mark", None)
-    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 # --- comparing runs ----------------------------------------------------------------------------------
