@@ -14,8 +14,7 @@ from plotly.offline import get_plotlyjs
 
 from serveoff.report import markdown
 from serveoff.report.claims import Verdict, evaluate, load_claims
-from serveoff.report.format import ms, percent, significant
-from serveoff.report.gate import Check, check_runs, differences, load_rules, passed
+from serveoff.report.gate import cells, check_runs, differences, load_rules, passed
 from serveoff.report.plots import PLOTS
 from serveoff.report.runs import Run
 from serveoff.report.verdicts import fairness, model_verdict, notes, searches
@@ -61,7 +60,7 @@ def build_report(
             rules=", ".join(r.describe() for r in gate_rules.rules),
             passed=passed(checks),
             differences=differences(run, baseline),
-            rows=[comparison_row(c) for c in checks],
+            rows=[cells(c) for c in checks],
         )
     return Report(
         run=run,
@@ -73,35 +72,6 @@ def build_report(
         comparison=comparison,
         sources=list(dict.fromkeys(p["source"] for p in run.points)),
     )
-
-
-def comparison_row(check: Check) -> dict:
-    """One gate check as the report's table shows it."""
-
-    def shown(value: float | None) -> str:
-        if value is None:
-            return "n/a"
-        if check.rule.metric == "throughput":
-            return f"{significant(value)} req/s"
-        return percent(value) if check.rule.metric == "error_rate" else ms(value)
-
-    if check.ratio is not None:
-        change = f"{(check.ratio - 1) * 100:+.1f}%"
-        if check.low is not None and check.high is not None:
-            change += f" [{(check.low - 1) * 100:+.1f}, {(check.high - 1) * 100:+.1f}]"
-    else:
-        change = f"[{percent(check.low)}, {percent(check.high)}]" if check.low is not None else ""
-    return {
-        "model": check.model,
-        "target": check.target,
-        "label": check.label,
-        "metric": check.rule.metric,
-        "baseline": shown(check.baseline),
-        "current": shown(check.current),
-        "change": change,
-        "rule": check.rule.describe(),
-        "outcome": check.outcome,
-    }
 
 
 def render_html(report: Report) -> str:

@@ -383,16 +383,17 @@ COLUMNS = ("model", "target", "load", "metric", "baseline", "current", "change",
 
 def table(checks: list[Check]) -> str:
     """The checks as a fixed-width text table."""
-    rows = [COLUMNS, *(_row(c) for c in checks)]
+    rows = [COLUMNS, *(tuple(cells(c).values()) for c in checks)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
     )
 
 
-def _row(check: Check) -> tuple[str, ...]:
+def cells(check: Check) -> dict[str, str]:
+    """One check as people read it, by column: what the table and the report show."""
     metric = check.rule.metric
-    return (
+    row = (
         check.model,
         check.target,
         _load(check),
@@ -403,6 +404,7 @@ def _row(check: Check) -> tuple[str, ...]:
         check.rule.describe(),
         OUTCOME_TITLES[check.outcome],
     )
+    return dict(zip(COLUMNS, row, strict=True))
 
 
 def _load(check: Check) -> str:

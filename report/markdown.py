@@ -31,7 +31,7 @@ def render(report: Report) -> str:
     if report.comparison:
         comparison = report.comparison
         verdict = "PASS" if comparison.passed else "FAIL"
-        shown = [row for row in comparison.rows if row["outcome"] != "pass"]
+        shown = [row for row in comparison.rows if row["outcome"] != "PASS"]
         out += [f"### Against baseline `{comparison.baseline_id}`: {verdict}", ""]
         out += [f"Rules: {comparison.rules}. {len(comparison.rows) - len(shown)} of {len(comparison.rows)} "
                 "checks passed cleanly.", ""]  # fmt: skip
@@ -39,7 +39,7 @@ def render(report: Report) -> str:
             out += ["| model | target | load | metric | baseline | this run | change [95% CI] | outcome |",
                     "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
             out += [
-                f"| {r['model']} | {r['target']} | {r['label']} | {r['metric']} | {r['baseline']} | "
+                f"| {r['model']} | {r['target']} | {r['load']} | {r['metric']} | {r['baseline']} | "
                 f"{r['current']} | {r['change']} | {r['outcome']} |"
                 for r in shown
             ]
