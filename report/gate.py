@@ -20,8 +20,9 @@ import yaml
 from serveoff.errors import ServeoffError
 from serveoff.loadtest.histograms import PERCENTILES
 from serveoff.loadtest.stats import Window, bootstrap, bounds
-from serveoff.report.runs import Run, point_key
+from serveoff.report.runs import Run, point_key, target_title
 from serveoff.report.yaml_errors import yaml_problem
+from serveoff.serving.base import is_test_double
 
 DEFAULT_RULES = Path(__file__).with_name("gates.yaml")
 LATENCY = tuple(PERCENTILES)
@@ -66,6 +67,7 @@ class Check:
 
     model: str
     target: str
+    title: str  # how people read the target, naming a test double as one (see ``target_title``)
     label: str
     phase: str
     rule: Rule
@@ -93,9 +95,7 @@ def load_rules(path: Path | None = None) -> GateRules:
     except OSError as err:
         raise ServeoffError(f"cannot read gate rules file {path}: {err.strerror}") from None
     except yaml.YAMLError as err:
-        raise ServeoffError(
-            f"gate rules file {path}: {yaml_problem(err)}; fix its syntax"
-        ) from None
+        raise ServeoffError(f"gate rules file {path}: {yaml_problem(err)}; fix its syntax") from None
     if not isinstance(doc, dict):
         raise ServeoffError(f"gate rules file {path} must be a mapping with a `rules:` list, {FORMAT_HINT}")
     _no_unknown_keys(doc, {"confidence", "rules"}, f"gate rules file {path}")
@@ -284,9 +284,8 @@ def _answered(point: dict) -> bool:
 
 def _lost(rule: Rule, base: dict) -> Check:
     """A point the baseline measured and the current run did not: a failure, never a silent pass."""
-    return _check(
-        base, rule, _value(base, rule.metric), None, None, None, None, "fail", "no measurement in current run"
-    )
+    lost = "no measurement in current run"
+    return _check([base], rule, _value(base, rule.metric), None, None, None, None, "fail", lost)
 
 
 def _judge(rule: Rule, current: Side, baseline: Side, confidence: float, seed: int) -> Check:
@@ -307,7 +306,7 @@ def _judge(rule: Rule, current: Side, baseline: Side, confidence: float, seed: i
         ceiling = 1 + rule.max_increase
         outcome = "fail" if low > ceiling else "noisy" if ratio > ceiling else "pass"
     detail = _detail(rule, outcome, ratio, low, high, confidence)
-    return _check(base, rule, before, now, ratio, low, high, outcome, detail)
+    return _check([base, *current.points], rule, before, now, ratio, low, high, outcome, detail)
 
 
 def _judge_errors(rule: Rule, current: Side, baseline: Side, confidence: float, seed: int) -> Check:
@@ -315,7 +314,9 @@ def _judge_errors(rule: Rule, current: Side, baseline: Side, confidence: float, 
     base = baseline.points[0]
     rate, before = current.value(ERROR_RATE), baseline.value(ERROR_RATE)
     if not any(w.failed for windows in current.windows for w in windows):
-        return _check(base, rule, before, rate, None, 0.0, 0.0, "pass", "no request failed")
+        return _check(
+            [base, *current.points], rule, before, rate, None, 0.0, 0.0, "pass", "no request failed"
+        )
     low, high = bounds(rate, current.samples("error_rate", seed), confidence)
     ceiling = _percent(rule.max)
     if low > rule.max:
@@ -325,7 +326,7 @@ def _judge_errors(rule: Rule, current: Side, baseline: Side, confidence: float, 
     else:
         outcome, detail = "pass", f"error rate {_percent(rate)} is within {ceiling}"
     interval = f" ({_percent(confidence)} interval {_percent(low)} to {_percent(high)})"
-    return _check(base, rule, before, rate, None, low, high, outcome, detail + interval)
+    return _check([base, *current.points], rule, before, rate, None, low, high, outcome, detail + interval)
 
 
 def _detail(rule: Rule, outcome: str, ratio: float, low: float, high: float, confidence: float) -> str:
@@ -342,7 +343,7 @@ def _detail(rule: Rule, outcome: str, ratio: float, low: float, high: float, con
 
 
 def _check(
-    point: dict,
+    points: list[dict],
     rule: Rule,
     baseline: float | None,
     current: float | None,
@@ -352,9 +353,13 @@ def _check(
     outcome: str,
     detail: str,
 ) -> Check:
+    """A check on the load point of ``points`` (the baseline's first); a test double on either side shows."""
+    point = points[0]
+    doubles = [target_title(p) for p in points if is_test_double(p["source"])]
     return Check(
         point["model"],
         point["target"],
+        doubles[0] if doubles else target_title(point),
         point["label"],
         point["phase"],
         rule,
@@ -395,7 +400,7 @@ def cells(check: Check) -> dict[str, str]:
     metric = check.rule.metric
     row = (
         check.model,
-        check.target,
+        check.title,
         _load(check),
         metric,
         _show(metric, check.baseline),

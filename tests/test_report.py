@@ -192,6 +192,7 @@ def test_a_report_against_a_baseline_shows_the_gate_comparison(measured, tmp_pat
     assert done.code == 0, done.stderr
     html, summary = out.read_text(), out.with_suffix(".md").read_text()
     assert 'id="comparison-table"' in html and "Against baseline run real" in html
+    assert "<td>test double of tfserving:rest</td>" in html  # the gate's figures name their source too
     assert "### Against baseline `real`: PASS" in summary  # a run against itself changes nothing
 
 
