@@ -1,57 +1,35 @@
-"""What serving costs: CPU seconds and peak resident memory of a server's own processes, via psutil."""
+"""What serving costs: CPU seconds and peak memory of a server, sampled over each load point."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import gevent
-import psutil
 
-RSS_EVERY_S = 0.25
+from serveoff.serving.usage import Usage
+
+MEMORY_EVERY_S = 0.25
 
 
-class ProcessSampler:
-    """Samples the processes ``processes()`` returns: CPU seconds at window boundaries, peak RSS throughout.
+class CostSampler:
+    """Samples a ``Usage``: CPU seconds at window boundaries, peak memory throughout (in the background)."""
 
-    CPU time is tracked per PID, so a process that appears mid-window counts from its birth and one
-    that exits keeps what it used until the last sample.
-    """
-
-    def __init__(self, processes: Callable[[], list[psutil.Process]]) -> None:
-        self.processes = processes
-        self.peak_rss = 0
-        self._cpu: dict[int, float] = {}
+    def __init__(self, usage: Usage) -> None:
+        self.usage = usage
+        self.peak_memory = 0
         self._greenlet: gevent.Greenlet | None = None
 
     def cpu_seconds(self) -> float:
-        """Total CPU seconds used so far by every process seen."""
-        for proc in self.processes():
-            try:
-                times = proc.cpu_times()
-            except psutil.Error:
-                continue
-            self._cpu[proc.pid] = times.user + times.system
-        return sum(self._cpu.values())
-
-    def rss(self) -> int:
-        """Resident memory of the processes now, in bytes (shared pages count once per process)."""
-        total = 0
-        for proc in self.processes():
-            try:
-                total += proc.memory_info().rss
-            except psutil.Error:
-                continue
-        return total
+        return self.usage.cpu_seconds()
 
     def watch_memory(self) -> None:
-        """Start tracking the peak RSS in the background."""
-        self.peak_rss = self.rss()
+        """Start tracking the peak memory in the background."""
+        self.peak_memory = self.usage.memory_bytes()
 
         def loop() -> None:
             while True:
-                gevent.sleep(RSS_EVERY_S)
-                self.peak_rss = max(self.peak_rss, self.rss())
+                gevent.sleep(MEMORY_EVERY_S)
+                self.peak_memory = max(self.peak_memory, self.usage.memory_bytes())
 
         self._greenlet = gevent.spawn(loop)
 

@@ -7,16 +7,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import psutil
-
 from serveoff.errors import ServeoffError
-from serveoff.loadtest.cost import ProcessSampler, sleep_until
+from serveoff.loadtest.cost import CostSampler, sleep_until
 from serveoff.loadtest.engine import LoadEngine
 from serveoff.loadtest.histograms import encode, merge
 from serveoff.loadtest.plan import CLOSED, LoadPoint, WindowPolicy
 from serveoff.loadtest.stats import Window, estimate, stable
 from serveoff.serving.process import ServerError
 from serveoff.serving.targets import Target
+from serveoff.serving.usage import Usage
 
 CLIENT_BOUND_BUSY = 0.9  # a generator event loop this busy may have delayed sends: its numbers are suspect
 REPORT_GRACE_S = 15.0
@@ -31,7 +30,7 @@ class Subject:
     request: dict  # kind, address, path, body, headers and, for baselines, how to load the model
     batch_size: int
     source: str  # what produced the numbers: the server and its own version, or the in-process framework
-    processes: Callable[[], list[psutil.Process]] | None = None  # the server's own processes
+    usage: Usage | None = None  # the server's CPU and memory counters (none for baselines)
     metrics: Callable[[], dict[str, float]] | None = None  # its Prometheus metrics
 
     @property
@@ -74,7 +73,7 @@ def measure(
         "seed": seed,
     }
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    sampler = ProcessSampler(subject.processes) if subject.processes else None
+    sampler = CostSampler(subject.usage) if subject.usage else None
     before = _scrape(subject)
     windows: list[Window] = []
     error: str | None = None
@@ -105,7 +104,7 @@ def measure(
         if sampler:
             sampler.stop()
     result = point_result(subject, point, windows, phase, started_at, policy, seed)
-    result["peak_rss_mib"] = round(sampler.peak_rss / 2**20, 1) if sampler and windows else None
+    result["peak_rss_mib"] = round(sampler.peak_memory / 2**20, 1) if sampler and windows else None
     result["server_metrics"] = _delta(before, _scrape(subject)) if subject.metrics else None
     if error is not None:
         result["error"] = error
@@ -152,7 +151,7 @@ def _check_answered(subject: Subject, window: Window, name: str) -> None:
     """A window in which nothing was answered ends the run: the server failed or is gone."""
     if window.requests or not window.failed:
         return
-    gone = subject.processes is not None and not subject.processes()
+    gone = subject.usage is not None and not subject.usage.running()
     kinds = ", ".join(f"{k} x{n}" for k, n in sorted(window.errors.items())) or "no answer"
     state = f"{subject.target.system} is no longer running" if gone else "none was answered"
     raise ServerError(f"{name}: {state} ({kinds} in window {window.index + 1})")
