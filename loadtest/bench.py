@@ -22,7 +22,7 @@ from serveoff.loadtest.results import ResultsFile
 from serveoff.loadtest.search import RateSearch
 from serveoff.models.artifacts import ArtifactLayout, require_manifest
 from serveoff.serving.base import Endpoints
-from serveoff.serving.fleet import Record, processes_of
+from serveoff.serving.fleet import Record, usage_of, usage_source
 from serveoff.serving.metrics import scrape
 from serveoff.serving.resources import ServerConfig, available_cpus
 from serveoff.serving.targets import SERVERS, Target, server_class
@@ -49,6 +49,7 @@ class BenchPlan:
     timeout_s: float = 10.0
     workers: int = 0
     ui_port: int | None = None
+    ui_host: str = "127.0.0.1"  # 0.0.0.0 only inside a container that publishes the port on 127.0.0.1
     seed: int = 0
 
     def to_json(self) -> dict:
@@ -71,15 +72,23 @@ def default_targets(records: list[Record]) -> list[Target]:
 
 
 def shared_config(records: list[Record]) -> ServerConfig | None:
-    """The one config every running server runs under; an error when they differ (an unfair comparison)."""
-    configs = {json.dumps(rec.config, sort_keys=True): rec for rec in records}
+    """The one config every running server runs under; an error when they differ (an unfair comparison).
+
+    The launcher and memory limit count too: a server in a container against a native one is unfair.
+    """
+    configs = {json.dumps(_setting(rec), sort_keys=True): rec for rec in records}
     if len(configs) > 1:
-        described = "; ".join(f"{rec.server}: {rec.config}" for rec in configs.values())
+        described = "; ".join(f"{rec.server}: {_setting(rec)}" for rec in configs.values())
         raise ServeoffError(
             f"the running servers have different resource settings ({described}); restart them with one "
             "setting (`serveoff down`, then `serveoff up`)"
         )
     return records[0].server_config if records else None
+
+
+def _setting(rec: Record) -> dict:
+    return rec.config | {"launcher": "native" if rec.container is None else "container",
+                         "memory_limit_bytes": rec.memory_bytes}  # fmt: skip
 
 
 def input_batch(layout: ArtifactLayout, batch_size: int) -> np.ndarray:
@@ -101,6 +110,7 @@ def build_subjects(
                 f"target {target.name} needs a running {target.system}: start it with "
                 f"`serveoff up --native --server {target.system}` (or use `serveoff run`)"
             )
+    usages = {rec.server: usage_of(rec) for rec in records}  # one per server, shared by its targets
     subjects = {}
     for model in plan.models:
         layout = _layout(model, records, artifacts)
@@ -133,7 +143,7 @@ def build_subjects(
                        "body": wire.body, "headers": wire.headers}  # fmt: skip
             subjects[model, target.name] = Subject(
                 target, model, request, plan.batch_size, server_source(rec),
-                processes=lambda rec=rec: processes_of(rec),
+                usage=usages[rec.server],
                 metrics=lambda rec=rec: scrape(rec.endpoints["metrics"]),
             )  # fmt: skip
     return subjects
@@ -228,7 +238,10 @@ def run_manifest(
                 "versions": rec.versions,
                 "config": rec.config,
                 "endpoints": rec.endpoints,
-                "launcher": "native",
+                "launcher": rec.launcher,
+                "container": rec.container,
+                "memory_limit_bytes": rec.memory_bytes,
+                "cost_from": usage_source(rec),
                 "log": rec.log,
             }
             for rec in records
@@ -275,7 +288,7 @@ def run_bench(
     subjects = build_subjects(plan, records, artifacts, config)
     check_answers(subjects, records, plan.timeout_s)
     results = ResultsFile(run_dir, run_dir.name, run_manifest(plan, records, artifacts, subjects, config))
-    engines = Engines(plan.workers, plan.ui_port, run_dir)
+    engines = Engines(plan.workers, plan.ui_port, run_dir, plan.ui_host)
     try:
         progress.start(len(plan.models) * len(plan.targets) * len(plan.points), plan.policy.max_windows)
         for model in plan.models:
@@ -309,14 +322,14 @@ class Engines:
     instances and threads; spread over worker processes, each process would load its own copy.
     """
 
-    def __init__(self, workers: int, ui_port: int | None, logdir: Path) -> None:
-        self.workers, self.ui_port, self.logdir = workers, ui_port, logdir
+    def __init__(self, workers: int, ui_port: int | None, logdir: Path, ui_host: str) -> None:
+        self.workers, self.ui_port, self.logdir, self.ui_host = workers, ui_port, logdir, ui_host
         self._remote: LoadEngine | None = None
         self._local: LoadEngine | None = None
 
     def for_subject(self, subject: Subject) -> LoadEngine:
         if self._remote is None and (self.workers == 0 or not subject.target.is_baseline):
-            self._remote = LoadEngine(self.workers, self.ui_port, self.logdir)
+            self._remote = LoadEngine(self.workers, self.ui_port, self.logdir, self.ui_host)
         if subject.target.is_baseline and self.workers:
             if self._local is None:
                 self._local = LoadEngine(0)

@@ -46,14 +46,16 @@ argument_parser.ui_extra_args_dict = _no_command_line(argument_parser.ui_extra_a
 class LoadEngine:
     """The load generator: one locust environment that runs one load point at a time."""
 
-    def __init__(self, workers: int = 0, ui_port: int | None = None, logdir: Path | None = None) -> None:
+    def __init__(
+        self, workers: int = 0, ui_port: int | None = None, logdir: Path | None = None, ui_host: str = HOST
+    ) -> None:
         self.environment = Environment(user_classes=list(users.USER_CLASSES.values()))
         self.workers: list[ManagedProcess] = []
         self.web_ui = None
         self._prepared: dict[str, Any] = {}
         self._windows: dict[str, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
         if ui_port is not None:
-            ensure_port_free(ui_port, "locust web UI")
+            ensure_port_free(ui_port, "locust web UI", ui_host)
         if workers:
             self._start_distributed(workers, logdir or Path.cwd())
         else:
@@ -64,7 +66,7 @@ class LoadEngine:
         self.runner.register_message(users.PREPARED, self._on_prepared)
         self.runner.register_message(users.WINDOW, self._on_window)
         if ui_port is not None:
-            self.web_ui = self.environment.create_web_ui(HOST, ui_port)
+            self.web_ui = self.environment.create_web_ui(ui_host, ui_port)
 
     @property
     def generator_count(self) -> int:

@@ -92,6 +92,61 @@ def build(
 DEFAULT_STATE = Path(".serveoff/servers.json")
 DEFAULT_WORKDIR = Path(".serveoff/servers")
 
+ServerOpt = Annotated[
+    list[str] | None,
+    typer.Option("--server", "-s", help="torchserve or tfserving (repeatable; default both)."),
+]
+PresetOpt = Annotated[str, typer.Option(help="matched or out-of-the-box.")]
+CpusOpt = Annotated[str | None, typer.Option(help="CPU set of the servers, e.g. 0-3 (default: all).")]
+InstancesOpt = Annotated[
+    int | None, typer.Option(help="Model instances per server: TorchServe workers, TF batch threads.")
+]
+ThreadsOpt = Annotated[int | None, typer.Option(help="Intra-op threads per instance.")]
+MaxBatchOpt = Annotated[int | None, typer.Option(help="Server-side batch size (1: no batching).")]
+BatchTimeoutOpt = Annotated[int | None, typer.Option(help="How long a partial batch waits, ms.")]
+DockerOpt = Annotated[
+    bool,
+    typer.Option("--docker", help="Run the servers from their Docker images (the same CPU set and memory "
+                 "limit for each, ports on 127.0.0.1 only)."),
+]  # fmt: skip
+MemoryOpt = Annotated[str, typer.Option(help="Memory limit of each server's container (--docker), e.g. 4g.")]
+ImageOpt = Annotated[
+    list[str] | None,
+    typer.Option("--image", help="SERVER=IMAGE: run this image, not the server's (--docker; repeatable)."),
+]
+MountOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--mount", help="A host path the images need, mounted read-only at its place (--docker)."),
+]
+
+
+def setting(preset: str, cpus: str | None, instances: int | None, threads: int | None,
+            max_batch_size: int | None, batch_timeout_ms: int | None, docker: bool = False):  # fmt: skip
+    """The one fair ``ServerConfig`` from the command line; one clear line for each bad value.
+
+    With ``docker``, CPU sets are checked against the Docker engine's CPUs, not this process's.
+    """
+    from serveoff.serving.container import engine_cpus
+    from serveoff.serving.resources import parse_cpus, server_config
+
+    available = engine_cpus() if docker else None
+    return server_config(
+        preset, cpus=parse_cpus(cpus, available) if cpus else None, instances=instances, threads=threads,
+        max_batch_size=max_batch_size, batch_timeout_ms=batch_timeout_ms, available=available,
+    )  # fmt: skip
+
+
+def checked_servers(names: list[str] | None, docker: bool) -> list[str]:
+    """The servers asked for (default: all), each checked to be runnable here before anything starts."""
+    from serveoff.serving.container import in_container
+    from serveoff.serving.targets import SERVERS, server_class
+
+    servers = list(dict.fromkeys(names or SERVERS))
+    for name in servers:
+        cls = server_class(name)
+        (in_container(cls) if docker else cls).check_installed()
+    return servers
+
 
 @app.command()
 def up(
@@ -99,53 +154,39 @@ def up(
         list[str] | None,
         typer.Option("--model", "-m", help="Model to serve (repeatable; default: digits-mlp)."),
     ] = None,
-    server: Annotated[
-        list[str] | None,
-        typer.Option("--server", "-s", help="torchserve or tfserving (repeatable; default both)."),
-    ] = None,
+    server: ServerOpt = None,
     native: Annotated[bool, typer.Option("--native", help="Run the servers as local processes.")] = False,
+    docker: DockerOpt = False,
+    memory: MemoryOpt = "4g",
+    image: ImageOpt = None,
+    mount: MountOpt = None,
     artifacts: Annotated[
         Path, typer.Option(help="Artifacts directory (missing models are built).")
     ] = DEFAULT_ARTIFACTS,
-    preset: Annotated[str, typer.Option(help="matched or out-of-the-box.")] = "matched",
-    cpus: Annotated[
-        str | None, typer.Option(help="CPU set to pin the servers to, e.g. 0-3 (default: all).")
-    ] = None,
-    instances: Annotated[
-        int | None, typer.Option(help="Model instances: TorchServe workers, TF batch threads.")
-    ] = None,
-    threads: Annotated[int | None, typer.Option(help="Intra-op threads per instance.")] = None,
-    max_batch_size: Annotated[
-        int | None, typer.Option(help="Server-side batch size (1: no batching).")
-    ] = None,
-    batch_timeout_ms: Annotated[int | None, typer.Option(help="How long a partial batch waits.")] = None,
+    preset: PresetOpt = "matched",
+    cpus: CpusOpt = None,
+    instances: InstancesOpt = None,
+    threads: ThreadsOpt = None,
+    max_batch_size: MaxBatchOpt = None,
+    batch_timeout_ms: BatchTimeoutOpt = None,
     state: Annotated[Path, typer.Option(help="Where to record what was started.")] = DEFAULT_STATE,
 ) -> None:
     """Start model servers by hand; `serveoff down` stops exactly what this started."""
-    if not native:
-        raise ServeoffError("only native servers can be started yet: pass --native")
-    from serveoff.serving import fleet
-    from serveoff.serving.resources import parse_cpus, server_config
-    from serveoff.serving.targets import SERVERS, server_class
-
-    config = server_config(
-        preset,
-        cpus=parse_cpus(cpus) if cpus else None,
-        instances=instances,
-        threads=threads,
-        max_batch_size=max_batch_size,
-        batch_timeout_ms=batch_timeout_ms,
-    )
+    if native == docker:
+        raise ServeoffError("say where the servers run: --native (local processes) or --docker (images)")
     from serveoff.models.zoo import check_known
+    from serveoff.serving import fleet
+    from serveoff.serving.container import container_options
 
+    config = setting(preset, cpus, instances, threads, max_batch_size, batch_timeout_ms, docker)
+    options = container_options(memory, image or [], mount or []) if docker else None
     models = [check_known(name) for name in dict.fromkeys(model or ["digits-mlp"])]
-    servers = list(dict.fromkeys(server or SERVERS))
-    for name in servers:
-        server_class(name).check_installed()  # before anything is built or started
+    servers = checked_servers(server, docker)
     layouts = ensure_built(models, artifacts)
-    records = fleet.start_servers(servers, layouts, config, DEFAULT_WORKDIR.resolve(), state)
+    records = fleet.start_servers(servers, layouts, config, DEFAULT_WORKDIR.resolve(), state, docker=options)
     for rec in records:
-        typer.echo(f"{rec.server}: REST {rec.endpoints['rest']}  gRPC {rec.endpoints['grpc']}  "
+        where = f"container {rec.container[:12]}" if rec.container else "native"
+        typer.echo(f"{rec.server} ({where}): REST {rec.endpoints['rest']}  gRPC {rec.endpoints['grpc']}  "
                    f"metrics {rec.endpoints['metrics']}  models {', '.join(rec.models)}")  # fmt: skip
     typer.echo(f"stop them with: serveoff down (recorded in {state})")
 
@@ -154,11 +195,43 @@ def up(
 def down(
     state: Annotated[Path, typer.Option(help="The record `serveoff up` wrote.")] = DEFAULT_STATE,
 ) -> None:
-    """Stop the servers `serveoff up` started (by their recorded PIDs)."""
+    """Stop the servers `serveoff up` started (by their recorded PIDs or container IDs)."""
     from serveoff.serving import fleet
 
     stopped = fleet.stop_servers(state)
     typer.echo("stopped " + ", ".join(stopped) if stopped else "no server of serveoff was running")
+
+
+@app.command()
+def prepare(
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="Model to serve (repeatable; default: digits-mlp)."),
+    ] = None,
+    stack: Annotated[Path, typer.Option(help="Where each server's launch files go.")] = Path("stack"),
+    artifacts: Annotated[
+        Path, typer.Option(help="Artifacts directory (missing models are built).")
+    ] = DEFAULT_ARTIFACTS,
+    memory: Annotated[str, typer.Option(help="The servers' containers' memory limit (checked).")] = "4g",
+    preset: PresetOpt = "matched",
+    cpus: CpusOpt = None,
+    instances: InstancesOpt = None,
+    threads: ThreadsOpt = None,
+    max_batch_size: MaxBatchOpt = None,
+    batch_timeout_ms: BatchTimeoutOpt = None,
+) -> None:
+    """For docker compose: build the missing models, then write every server's configuration and launch
+    script into STACK, from one fair setting. Every value is checked before anything is built."""
+    from serveoff.models.zoo import check_known
+    from serveoff.serving.container import parse_memory
+    from serveoff.serving.stack import write_stack
+
+    config = setting(preset, cpus, instances, threads, max_batch_size, batch_timeout_ms)
+    parse_memory(memory)
+    models = [check_known(name) for name in dict.fromkeys(model or ["digits-mlp"])]
+    layouts = ensure_built(models, artifacts)
+    path = write_stack(layouts, config, stack)
+    typer.echo(f"stack: {path} (models {', '.join(models)}; CPUs {cpus or 'all'}, memory {memory})")
 
 
 DEFAULT_RESULTS = Path("results")
@@ -187,6 +260,9 @@ ToleranceOpt = Annotated[float, typer.Option(help="Stable: 3 windows within this
 WorkersOpt = Annotated[int, typer.Option(help="Locust worker processes (0: generate load in this process).")]
 UiOpt = Annotated[bool, typer.Option("--ui", help="Serve locust's web UI on 127.0.0.1 while it runs.")]
 UiPortOpt = Annotated[int, typer.Option(help="Port of locust's web UI.")]
+UiHostOpt = Annotated[
+    str, typer.Option(help="Address of the web UI: 0.0.0.0 only in a container publishing it on 127.0.0.1.")
+]
 OutOpt = Annotated[Path, typer.Option(help="Results directory; the run goes into <out>/<run-id>/.")]
 RunIdOpt = Annotated[str | None, typer.Option(help="Name of the run (default: the UTC time).")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the arrival times and the bootstrap.")]
@@ -195,7 +271,7 @@ SeedOpt = Annotated[int, typer.Option(help="Seed of the arrival times and the bo
 def bench_plan(models: list[str], targets: list, load: str, concurrency: str | None, rate: str | None,
                arrival: str, p99_bound_ms: float, start_rate: float, max_probes: int, batch_size: int,
                timeout: float, warmup: float, window: float, min_windows: int, max_windows: int,
-               tolerance: float, workers: int, ui: bool, ui_port: int, seed: int):  # fmt: skip
+               tolerance: float, workers: int, ui: bool, ui_port: int, ui_host: str, seed: int):  # fmt: skip
     """The benchmark plan from the command line, with one clear line for each bad value."""
     from serveoff.loadtest.bench import BenchPlan
     from serveoff.loadtest.plan import SearchPolicy, WindowPolicy, load_points
@@ -211,7 +287,8 @@ def bench_plan(models: list[str], targets: list, load: str, concurrency: str | N
     return BenchPlan(
         models=models, targets=targets, points=points,
         policy=policy, search=search,
-        batch_size=batch_size, timeout_s=timeout, workers=workers, ui_port=ui_port if ui else None, seed=seed,
+        batch_size=batch_size, timeout_s=timeout, workers=workers, ui_port=ui_port if ui else None,
+        ui_host=ui_host, seed=seed,
     )  # fmt: skip
 
 
@@ -241,6 +318,8 @@ def measure_and_report(plan, records: list, artifacts: Path, run_dir: Path) -> N
         typer.echo(f"results: {results.path}")
     finally:
         _report_measured(run_dir)
+        if not any(run_dir.iterdir()):  # nothing was measured: the run id stays free
+            run_dir.rmdir()
 
 
 def _report_measured(run_dir: Path) -> None:
@@ -282,38 +361,83 @@ def bench(
     workers: WorkersOpt = 0,
     ui: UiOpt = False,
     ui_port: UiPortOpt = 8089,
+    ui_host: UiHostOpt = "127.0.0.1",
     out: OutOpt = DEFAULT_RESULTS,
     run_id: RunIdOpt = None,
     seed: SeedOpt = 0,
     state: Annotated[Path, typer.Option(help="The servers `serveoff up` recorded.")] = DEFAULT_STATE,
+    stack: Annotated[
+        Path | None,
+        typer.Option(help="Bench the servers of this docker compose stack (what `serveoff prepare` wrote)."),
+    ] = None,
+    docker: DockerOpt = False,
+    server: ServerOpt = None,
+    memory: MemoryOpt = "4g",
+    image: ImageOpt = None,
+    mount: MountOpt = None,
+    preset: PresetOpt = "matched",
+    cpus: CpusOpt = None,
+    instances: InstancesOpt = None,
+    threads: ThreadsOpt = None,
+    max_batch_size: MaxBatchOpt = None,
+    batch_timeout_ms: BatchTimeoutOpt = None,
     artifacts: Annotated[Path, typer.Option(help="Artifacts for baseline-only runs.")] = DEFAULT_ARTIFACTS,
 ) -> None:
-    """Load-test the running servers (`serveoff up`) and the in-process baselines into results.json."""
+    """Load-test servers and the in-process baselines into results.json, then write the report.
+
+    The servers are those `serveoff up` started, those of a compose stack (--stack), or, with --docker,
+    containers this command starts from the servers' images and removes at the end.
+    """
     from serveoff.loadtest.bench import default_targets
     from serveoff.serving import fleet
     from serveoff.serving.targets import parse_target
 
-    records = [rec for rec in fleet.read_state(state) if fleet.processes_of(rec)]
-    targets = [parse_target(t) for t in dict.fromkeys(target)] if target else default_targets(records)
-    if not targets:
+    if docker and stack:
+        raise ServeoffError("use --docker (serveoff starts containers) or --stack (compose did), not both")
+    starting = {"--server": server, "--cpus": cpus, "--instances": instances, "--threads": threads,
+                "--max-batch-size": max_batch_size, "--batch-timeout-ms": batch_timeout_ms,
+                "--preset": None if preset == "matched" else preset,
+                "--memory": None if memory == "4g" else memory,
+                "--image": image, "--mount": mount}  # fmt: skip
+    given = [flag for flag, value in starting.items() if value is not None]
+    if given and not docker:
+        raise ServeoffError(f"{', '.join(given)} set up servers bench starts, so only with --docker; running "
+                            "servers keep the setting they were started with")  # fmt: skip
+    chosen = [parse_target(t) for t in dict.fromkeys(target)] if target else None
+    plan = bench_plan(model or [], chosen or [], load, concurrency, rate, arrival, p99_bound_ms, start_rate,
+                      max_probes, batch_size, timeout, warmup, window, min_windows, max_windows, tolerance,
+                      workers, ui, ui_port, ui_host, seed)  # fmt: skip
+    if docker:
+        from serveoff.serving.container import container_options
+
+        config = setting(preset, cpus, instances, threads, max_batch_size, batch_timeout_ms, docker=True)
+        options = container_options(memory, image or [], mount or [])
+        plan.models = _zoo_models(model)
+        servers = checked_servers(server, docker=True)
+        run_started(servers, plan, config, options, artifacts, new_run_dir(out, run_id), baselines=True)
+        return
+    if stack is not None:
+        from serveoff.serving.stack import attach
+
+        records = attach(stack)
+    else:
+        records = [rec for rec in fleet.read_state(state) if fleet.running(rec)]
+    plan.targets = chosen or default_targets(records)
+    if not plan.targets:
         raise ServeoffError(
             f"no server recorded in {state} is running: start them with `serveoff up --native`, use "
-            "`serveoff run`, or bench the baselines alone with --target torch:inprocess"
+            "`serveoff run` or `serveoff bench --docker`, or bench the baselines alone with --target "
+            "torch:inprocess"
         )
     served = [name for rec in records for name in rec.models]
-    models = list(dict.fromkeys(model or served[:1] or ["digits-mlp"]))
-    plan = bench_plan(models, targets, load, concurrency, rate, arrival, p99_bound_ms, start_rate, max_probes,
-                      batch_size, timeout, warmup, window, min_windows, max_windows, tolerance, workers, ui,
-                      ui_port, seed)  # fmt: skip
+    plan.models = list(dict.fromkeys(model or served[:1] or ["digits-mlp"]))
     measure_and_report(plan, records, artifacts, new_run_dir(out, run_id))
 
 
 @app.command()
 def run(
     model: ModelOpt = None,
-    server: Annotated[
-        list[str] | None, typer.Option("--server", "-s", help="torchserve or tfserving (default both).")
-    ] = None,
+    server: ServerOpt = None,
     baselines: Annotated[bool, typer.Option(help="Also measure the in-process baselines.")] = True,
     load: LoadOpt = "closed",
     concurrency: ConcurrencyOpt = None,
@@ -332,50 +456,59 @@ def run(
     workers: WorkersOpt = 0,
     ui: UiOpt = False,
     ui_port: UiPortOpt = 8089,
+    ui_host: UiHostOpt = "127.0.0.1",
     out: OutOpt = DEFAULT_RESULTS,
     run_id: RunIdOpt = None,
     seed: SeedOpt = 0,
     artifacts: Annotated[Path, typer.Option(help="Artifacts directory (missing models are built).")] = (
         DEFAULT_ARTIFACTS
     ),
-    preset: Annotated[str, typer.Option(help="matched or out-of-the-box.")] = "matched",
-    cpus: Annotated[str | None, typer.Option(help="Servers' CPU set, e.g. 0-3 (default: all).")] = None,
-    instances: Annotated[int | None, typer.Option(help="Model instances per server.")] = None,
-    threads: Annotated[int | None, typer.Option(help="Intra-op threads per instance.")] = None,
-    max_batch_size: Annotated[int | None, typer.Option(help="Server-side batch size (1: none).")] = None,
-    batch_timeout_ms: Annotated[int | None, typer.Option(help="How long a partial batch waits.")] = None,
+    preset: PresetOpt = "matched",
+    cpus: CpusOpt = None,
+    instances: InstancesOpt = None,
+    threads: ThreadsOpt = None,
+    max_batch_size: MaxBatchOpt = None,
+    batch_timeout_ms: BatchTimeoutOpt = None,
 ) -> None:
-    """Build, start the servers natively, benchmark them and the baselines, and stop everything."""
-    from serveoff.loadtest.bench import default_targets
+    """Build, start the servers natively, benchmark them and the baselines, and stop everything
+    (`serveoff bench --docker` does the same with the servers' Docker images)."""
+    config = setting(preset, cpus, instances, threads, max_batch_size, batch_timeout_ms)
+    servers = checked_servers(server, docker=False)
+    plan = bench_plan(_zoo_models(model), [], load, concurrency, rate, arrival, p99_bound_ms, start_rate,
+                      max_probes, batch_size, timeout, warmup, window, min_windows, max_windows, tolerance,
+                      workers, ui, ui_port, ui_host, seed)  # fmt: skip
+    run_started(servers, plan, config, None, artifacts, new_run_dir(out, run_id), baselines)
+
+
+def _zoo_models(names: list[str] | None) -> list[str]:
     from serveoff.models.zoo import check_known
+
+    return [check_known(name) for name in dict.fromkeys(names or ["digits-mlp"])]
+
+
+def run_started(servers: list[str], plan, config, docker, artifacts: Path, run_dir: Path,
+                baselines: bool) -> None:  # fmt: skip
+    """Build what is missing, start ``servers`` on free ports (in containers with ``docker``'s options),
+    measure ``plan`` against them (every protocol, and the baselines unless told not to; only
+    ``plan.targets`` when it names some) and stop them, whatever happens."""
+    from serveoff.loadtest.bench import default_targets
     from serveoff.serving import fleet
     from serveoff.serving.process import free_port_base
-    from serveoff.serving.resources import parse_cpus, server_config
-    from serveoff.serving.targets import SERVERS, server_class
+    from serveoff.serving.targets import server_class
 
-    config = server_config(
-        preset, cpus=parse_cpus(cpus) if cpus else None, instances=instances, threads=threads,
-        max_batch_size=max_batch_size, batch_timeout_ms=batch_timeout_ms,
-    )  # fmt: skip
-    servers = list(dict.fromkeys(server or SERVERS))
-    models = [check_known(name) for name in dict.fromkeys(model or ["digits-mlp"])]
-    for name in servers:
-        server_class(name).check_installed()  # before anything is built or started
-    probe = bench_plan(models, [], load, concurrency, rate, arrival, p99_bound_ms, start_rate, max_probes,
-                       batch_size, timeout, warmup, window, min_windows, max_windows, tolerance, workers, ui,
-                       ui_port, seed)  # fmt: skip
-    layouts = ensure_built(models, artifacts)
-    run_dir = new_run_dir(out, run_id)
+    layouts = ensure_built(plan.models, artifacts)
     started = []
     try:
         for name in servers:  # on free ports: servers of `serveoff up` may hold the default ones
             cls = server_class(name)
-            started.append(cls(layouts, config, run_dir / "servers" / name, free_port_base(cls.port_count)))
+            port_base = free_port_base(cls.port_count)
+            started.append(fleet.launch(cls, layouts, config, run_dir / "servers" / name, port_base, docker))
             started[-1].start()
         records = [fleet.record(each) for each in started]
         fleet.write_state(run_dir / "servers.json", records)  # `serveoff down --state` finds them
-        probe.targets = [t for t in default_targets(records) if baselines or not t.is_baseline]
-        measure_and_report(probe, records, artifacts, run_dir)
+        if not plan.targets:
+            plan.targets = [t for t in default_targets(records) if baselines or not t.is_baseline]
+        measure_and_report(plan, records, artifacts, run_dir)
     finally:
         for each in started:
             each.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -14,6 +15,7 @@ from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout
 from serveoff.serving.process import ServerError
 from serveoff.serving.resources import ServerConfig
+from serveoff.serving.usage import ProcessUsage, Usage
 
 PROTOCOLS = ("rest", "grpc")
 DEFAULT_TIMEOUT_S = 10.0
@@ -82,8 +84,23 @@ class WireRequest:
     headers: dict[str, str]  # REST headers (none for gRPC)
 
 
+@dataclass(frozen=True)
+class Launch:
+    """How a container runs a server: the command (on the image's PATH) and its environment.
+
+    Paths in it are the host's: the launcher mounts them at the same places in the container.
+    """
+
+    argv: list[str]
+    env: dict[str, str]
+
+
 class Server(ABC):
-    """One model server, serving built artifacts under a ``ServerConfig``, started natively."""
+    """One model server, serving built artifacts under a ``ServerConfig``.
+
+    Natively, ``start`` launches it as local processes; in a container, ``serving/container.py`` runs
+    what ``write_launch`` prepares, in the image ``default_image`` names.
+    """
 
     name: ClassVar[str]
     title: ClassVar[str]  # how reports name it, e.g. "TF Serving"
@@ -91,6 +108,7 @@ class Server(ABC):
     framework: ClassVar[str]  # the in-process baseline that runs the same artifact ("torch" or "tf")
     port_count: ClassVar[int]  # consecutive ports from ``port_base`` the server uses
     default_port_base: ClassVar[int]  # where `serveoff up` puts it
+    default_image: ClassVar[str]  # the image `serveoff up --docker` runs (built by docker compose)
 
     def __init__(
         self, models: list[ArtifactLayout], config: ServerConfig, workdir: Path, port_base: int
@@ -105,10 +123,32 @@ class Server(ABC):
     def check_installed(cls) -> None:
         """One clear line when the server cannot run here (a missing binary), before anything starts."""
 
-    @property
+    @classmethod
     @abstractmethod
+    def endpoints_at(cls, host: str, port_base: int) -> Endpoints:
+        """The addresses of the server on ``host`` with ports from ``port_base``."""
+
+    @property
     def endpoints(self) -> Endpoints:
-        """The server's addresses."""
+        """The server's addresses (on 127.0.0.1)."""
+        return self.endpoints_at("127.0.0.1", self.port_base)
+
+    @abstractmethod
+    def public_ports(self) -> list[int]:
+        """The ports clients use (inference and metrics); a container publishes these and no others."""
+
+    @abstractmethod
+    def write_launch(self) -> Launch:
+        """Write the server's configuration into ``workdir`` for running in a container, and how to run it."""
+
+    @abstractmethod
+    def answering(self) -> bool:
+        """Whether every model answers on the public ports (the readiness test that works from outside)."""
+
+    @classmethod
+    @abstractmethod
+    def container_versions(cls, run: Callable[[list[str]], str]) -> dict[str, str]:
+        """Like ``versions``, read in a container: ``run`` executes a command there and returns its output."""
 
     @abstractmethod
     def start(self, timeout: float = 180.0) -> None:
@@ -145,6 +185,14 @@ class Server(ABC):
     @abstractmethod
     def processes(self) -> list[psutil.Process]:
         """The server's live processes, for CPU and memory accounting."""
+
+    def usage(self) -> Usage:
+        """The server's CPU and memory counters."""
+        return ProcessUsage(self.processes)
+
+    @abstractmethod
+    def diagnose(self, problem: str, lost: bool = False) -> ServerError:
+        """The error for a failed client call; see ``Diagnose``."""
 
     @abstractmethod
     def pids(self) -> list[int]:

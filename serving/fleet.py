@@ -7,15 +7,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+from docker.errors import NotFound
 
 from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout
 from serveoff.serving.base import Server
+from serveoff.serving.container import (
+    STOP_GRACE_S,
+    ContainerOptions,
+    ContainerServer,
+    ContainerUsage,
+    docker_client,
+    in_container,
+)
 from serveoff.serving.process import session_members, terminate
 from serveoff.serving.resources import ServerConfig
 from serveoff.serving.targets import server_class
+from serveoff.serving.usage import ProcessUsage, Usage
 
-STATE_SCHEMA = "serveoff.servers/2"
+STATE_SCHEMA = "serveoff.servers/3"
+NATIVE = "native"
 
 
 @dataclass(frozen=True)
@@ -30,6 +41,9 @@ class Record:
     config: dict  # the ServerConfig it runs under
     versions: dict[str, str]
     log: str
+    launcher: str = NATIVE  # "native", "docker" (serveoff started the container) or "compose" (compose did)
+    container: str | None = None  # the container's ID, when in one
+    memory_bytes: int | None = None  # the container's memory limit
 
     @property
     def layouts(self) -> dict[str, ArtifactLayout]:
@@ -48,19 +62,22 @@ def start_servers(
     workdir: Path,
     state: Path,
     port_bases: dict[str, int] | None = None,
+    *,
+    docker: ContainerOptions | None = None,
 ) -> list[Record]:
-    """Start each server (on its default ports unless given) and record it in ``state``.
+    """Start each server (on its default ports unless given) and record it in ``state``: natively, or
+    from its Docker image with ``docker``.
 
     When one fails to start, those already started are stopped and nothing is recorded.
     """
-    if any(processes_of(rec) for rec in read_state(state)):
+    if any(running(rec) for rec in read_state(state)):
         raise ServeoffError(f"servers recorded in {state} may still run; stop them with `serveoff down`")
     started: list[Server] = []
     try:
         for name in names:
             cls = server_class(name)
             port_base = (port_bases or {}).get(name, cls.default_port_base)
-            server = cls(models, config, workdir / name, port_base)
+            server = launch(cls, models, config, workdir / name, port_base, docker)
             server.start()
             started.append(server)
     except BaseException:
@@ -72,8 +89,36 @@ def start_servers(
     return records
 
 
+def launch(
+    cls: type[Server],
+    models: list[ArtifactLayout],
+    config: ServerConfig,
+    workdir: Path,
+    port_base: int,
+    docker: ContainerOptions | None,
+) -> Server:
+    """A server (not started yet): native, or from its Docker image with ``docker``."""
+    if docker is None:
+        return cls(models, config, workdir, port_base)
+    return in_container(cls)(models, config, workdir, port_base, docker)
+
+
 def record(server: Server) -> Record:
     """The record of a running server."""
+    if isinstance(server, ContainerServer):
+        return Record(
+            server=server.name,
+            session=0,
+            started_at=0.0,
+            endpoints=server.endpoints.to_json(),
+            models={m.name: str(m.root.resolve()) for m in server.models},
+            config=server.config.to_json(),
+            versions=server.versions(),
+            log=str(server.workdir),
+            launcher=server.launcher,
+            container=server.container.id,
+            memory_bytes=server.memory,
+        )
     root = server.pids()[0]
     return Record(
         server=server.name,
@@ -109,8 +154,31 @@ def read_state(path: Path) -> list[Record]:
     return [Record(**entry) for entry in data["servers"]]
 
 
+def running(rec: Record) -> bool:
+    """Whether a recorded server still runs."""
+    return usage_of(rec).running()
+
+
+def usage_of(rec: Record) -> Usage:
+    """Where the cost of a recorded server is read: its processes, or its container's stats."""
+    if rec.container is None:
+        return ProcessUsage(lambda: processes_of(rec))
+    try:
+        return ContainerUsage(docker_client().containers.get(rec.container))
+    except NotFound:
+        return ProcessUsage(list)  # the container is gone: nothing runs
+
+
+def usage_source(rec: Record) -> str:
+    """How the cost of a recorded server is measured, for the manifest."""
+    return (ProcessUsage if rec.container is None else ContainerUsage).source
+
+
 def processes_of(rec: Record) -> list[psutil.Process]:
-    """The live processes of a recorded server (none when its session is gone or the PID was reused)."""
+    """The live processes of a recorded native server (none when its session is gone or the PID was
+    reused)."""
+    if rec.container is not None:
+        return []
     try:
         root = psutil.Process(rec.session)
         if abs(root.create_time() - rec.started_at) > 1.0:
@@ -124,9 +192,24 @@ def stop_servers(state: Path, grace: float = 15.0) -> list[str]:
     """Stop every server recorded in ``state`` and remove the file; returns what was stopped."""
     stopped = []
     for rec in read_state(state):
+        if rec.launcher == "docker":
+            stopped += stop_container(rec)
+            continue
         procs = processes_of(rec)
         if procs:
             terminate(procs, grace)
             stopped.append(f"{rec.server} ({len(procs)} processes)")
     state.unlink(missing_ok=True)
     return stopped
+
+
+def stop_container(rec: Record) -> list[str]:
+    """Stop and remove the container serveoff started for ``rec`` (kept: its output, in its log dir)."""
+    try:
+        container = docker_client().containers.get(rec.container)
+    except NotFound:
+        return []
+    container.stop(timeout=STOP_GRACE_S)
+    Path(rec.log, f"{rec.server}.container.log").write_bytes(container.logs())
+    container.remove(force=True)
+    return [f"{rec.server} (container {container.short_id})"]

@@ -53,8 +53,9 @@ def available_cpus() -> tuple[int, ...]:
     return tuple(sorted(os.sched_getaffinity(0)))
 
 
-def parse_cpus(text: str) -> tuple[int, ...]:
-    """A CPU list like ``0-3,6`` as sorted CPU numbers; a clear error when malformed or absent here."""
+def parse_cpus(text: str, available: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """A CPU list like ``0-3,6`` as sorted CPU numbers; a clear error when malformed or not ``available``
+    (default: the CPUs this process may run on)."""
     cpus: set[int] = set()
     try:
         for part in text.split(","):
@@ -62,9 +63,10 @@ def parse_cpus(text: str) -> tuple[int, ...]:
             cpus.update(range(int(first), int(last or first) + 1))
     except ValueError:
         raise ServeoffError(f"CPU list {text!r} is malformed; write it like 0-3,6") from None
-    missing = cpus - set(available_cpus())
+    have_cpus = available or available_cpus()
+    missing = cpus - set(have_cpus)
     if not cpus or missing:
-        have = ",".join(map(str, available_cpus()))
+        have = ",".join(map(str, have_cpus))
         raise ServeoffError(
             f"CPU list {text!r} names CPUs this machine lacks ({sorted(missing)}); it has {have}"
         )
@@ -79,17 +81,20 @@ def server_config(
     threads: int | None = None,
     max_batch_size: int | None = None,
     batch_timeout_ms: int | None = None,
+    available: tuple[int, ...] | None = None,
 ) -> ServerConfig:
     """The named preset, with any value given here overriding it.
 
     - ``matched``: both servers pinned to the same CPUs, one model instance using every pinned CPU
       as intra-op threads, one inter-op thread, and the same batching policy (off unless asked).
     - ``out-of-the-box``: each server's own defaults, unpinned, no server-side batching.
+
+    ``available``: the CPUs the servers may use (default: those of this process; in Docker: the engine's).
     """
     if preset not in PRESETS:
         raise ServeoffError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     if preset == "matched":
-        pinned = cpus or available_cpus()
+        pinned = cpus or available or available_cpus()
         base = ServerConfig(preset, pinned, 1, len(pinned), 1, 1, 0, 100)
     else:
         base = ServerConfig(preset, cpus, None, None, None, 1, 0, None)
@@ -100,12 +105,12 @@ def server_config(
         "batch_timeout_ms": batch_timeout_ms,
     }
     config = replace(base, **{k: v for k, v in overrides.items() if v is not None})
-    validate(config)
+    validate(config, available)
     return config
 
 
-def validate(config: ServerConfig) -> None:
-    """One clear line for a value no server could honour."""
+def validate(config: ServerConfig, available: tuple[int, ...] | None = None) -> None:
+    """One clear line for a value no server could honour (CPUs: not ``available``, default this process's)."""
     for field in ("instances", "threads", "inter_op_threads", "queue_size"):
         value = getattr(config, field)
         if value is not None and value < 1:
@@ -115,8 +120,7 @@ def validate(config: ServerConfig) -> None:
     if config.batch_timeout_ms < 0:
         raise ServeoffError(f"batch timeout must be 0 ms or more, got {config.batch_timeout_ms}")
     if config.cpus is not None:
-        missing = set(config.cpus) - set(available_cpus())
+        have = available or available_cpus()
+        missing = set(config.cpus) - set(have)
         if missing:
-            raise ServeoffError(
-                f"CPUs {sorted(missing)} are not available here; this machine has {list(available_cpus())}"
-            )
+            raise ServeoffError(f"CPUs {sorted(missing)} are not available here; there are {list(have)}")

@@ -16,12 +16,17 @@ QUICK = ["--warmup", "0.5", "--window", "0.5", "--min-windows", "2", "--max-wind
 
 
 def serveoff(
-    args: list[str], env: dict[str, str], prefix: list[str] | None = None, timeout: float = 300
+    args: list[str],
+    env: dict[str, str],
+    prefix: list[str] | None = None,
+    timeout: float = 300,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess:
     """``serveoff ARGS`` in a subprocess (locust monkey-patches the process it runs in), after ``prefix``."""
     return subprocess.run(
         [*(prefix or []), str(SERVEOFF), *args],
         env=env,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,

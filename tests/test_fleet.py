@@ -84,10 +84,13 @@ def test_a_failing_server_stops_those_already_started(digits, tmp_path, monkeypa
     assert environment_matches(config) == [], "TorchServe was left running"
 
 
-def test_up_needs_native(capsys, monkeypatch) -> None:
-    result = run_cli(["up"], capsys, monkeypatch)
+@pytest.mark.parametrize("args", [[], ["--native", "--docker"]])
+def test_up_needs_one_place_to_run_the_servers(args, capsys, monkeypatch) -> None:
+    result = run_cli(["up", *args], capsys, monkeypatch)
     assert result.code == 2
-    assert result.stderr.strip() == "serveoff: error: only native servers can be started yet: pass --native"
+    assert result.stderr.strip() == (
+        "serveoff: error: say where the servers run: --native (local processes) or --docker (images)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from serveoff.serving.base import (
     DEFAULT_TIMEOUT_S,
     Client,
     Endpoints,
+    Launch,
     Server,
     WireRequest,
     check_protocol,
@@ -38,7 +40,8 @@ from serveoff.serving.tfserving.config import METRICS_PATH, PORT_COUNT, Ports, f
 BINARY = "tensorflow_model_server"
 INSTALL_HINT = (
     "install it from TF Serving's apt repository (package tensorflow-model-server), build it from source, "
-    "or run the official image tensorflow/serving:2.21.0 with serveoff bench --docker"
+    "or run it from the official image tensorflow/serving:2.21.0 (docker compose build tfserving, then "
+    "serveoff bench --docker)"
 )
 BIND_WARNING = (
     "tensorflow_model_server binds its gRPC and REST ports on 0.0.0.0 (hard-coded, tensorflow/serving#1969): "
@@ -61,6 +64,8 @@ class TFServing(Server):
     framework = "tf"
     port_count = PORT_COUNT
     default_port_base = 8500  # gRPC 8500, REST 8501: TF Serving's own defaults
+    # The official image of the TF release that built the SavedModels (serving/tfserving/Dockerfile).
+    default_image = "serveoff-tfserving:2.21.0"
 
     def __init__(
         self, models: list[ArtifactLayout], config: ServerConfig, workdir: Path, port_base: int
@@ -74,10 +79,28 @@ class TFServing(Server):
     def check_installed(cls) -> None:
         find_binary()
 
-    @property
-    def endpoints(self) -> Endpoints:
-        rest = f"http://127.0.0.1:{self.ports.rest}"
-        return Endpoints(rest=rest, grpc=f"127.0.0.1:{self.ports.grpc}", metrics=f"{rest}{METRICS_PATH}")
+    @classmethod
+    def endpoints_at(cls, host: str, port_base: int) -> Endpoints:
+        ports = Ports.from_base(port_base)
+        rest = f"http://{host}:{ports.rest}"
+        return Endpoints(rest=rest, grpc=f"{host}:{ports.grpc}", metrics=f"{rest}{METRICS_PATH}")
+
+    def public_ports(self) -> list[int]:
+        return [self.ports.grpc, self.ports.rest]
+
+    def write_launch(self) -> Launch:
+        """TF Serving's own binary of the image (it binds every address of the container)."""
+        if not self.models:
+            raise ServeoffError("no models to serve; name at least one built model")
+        files = write_config_files(self.models, self.config, self.workdir)
+        return Launch([BINARY, *flags(self.config, files, self.ports)], {})
+
+    def answering(self) -> bool:
+        return self._models_available()
+
+    @classmethod
+    def container_versions(cls, run: Callable[[list[str]], str]) -> dict[str, str]:
+        return parse_versions(run([BINARY, "--version"]))
 
     def start(self, timeout: float = 180.0) -> None:
         validate(self.config)
@@ -155,8 +178,7 @@ class TFServing(Server):
             )
         except (OSError, subprocess.SubprocessError) as err:
             raise ServeoffError(f"cannot read the version of {binary}: {err}") from None
-        pairs = (line.partition(":") for line in done.stdout.splitlines() if ":" in line)
-        return {key.strip(): value.strip() for key, _, value in pairs} or {BINARY: done.stdout.strip()}
+        return parse_versions(done.stdout)
 
     def diagnose(self, problem: str, lost: bool = False) -> ServerError:
         """A ``ServerError`` for a failed request: whether the server died (with its log tail) or runs."""
@@ -195,6 +217,12 @@ def find_binary() -> str:
     if binary is None:
         raise ServeoffError(f"{BINARY} (TF Serving) is not on PATH; {INSTALL_HINT}")
     return binary
+
+
+def parse_versions(output: str) -> dict[str, str]:
+    """``tensorflow_model_server --version``'s lines (server and TensorFlow library), verbatim."""
+    pairs = (line.partition(":") for line in output.splitlines() if ":" in line)
+    return {key.strip(): value.strip() for key, _, value in pairs} or {BINARY: output.strip()}
 
 
 def wire_spec(model: ArtifactLayout) -> WireSpec:

@@ -19,11 +19,11 @@ TorchServe's own default, so no line is written for it):
 Thread variables inherited from serveoff's own environment are dropped, so only the ``ServerConfig``
 sets them (out of the box: torch's defaults).
 
-Always set, whatever the preset: every address on 127.0.0.1, Prometheus metrics, token
-authorization and the model-management API off, a per-model ``responseTimeout``, request and
-response size limits large enough for the benchmark's payloads (TF Serving has none that low), and
-the host-metrics collector off (it starts a Python process on the server's CPUs every minute,
-noise TF Serving does not have).
+Always set, whatever the preset: every address on 127.0.0.1 (in a container: the management
+addresses; see ``properties``), Prometheus metrics, token authorization and the model-management
+API off, a per-model ``responseTimeout``, request and response size limits large enough for the
+benchmark's payloads (TF Serving has none that low), and the host-metrics collector off (it starts
+a Python process on the server's CPUs every minute, noise TF Serving does not have).
 """
 
 from __future__ import annotations
@@ -59,6 +59,10 @@ class Ports:
     @classmethod
     def from_base(cls, base: int) -> Ports:
         return cls(*range(base, base + PORT_COUNT))
+
+    def public(self) -> list[int]:
+        """The ports a container publishes: inference and metrics, never management."""
+        return [self.rest, self.metrics, self.grpc]
 
     def named(self) -> dict[str, int]:
         """Each port with what it serves, for clear errors."""
@@ -97,14 +101,19 @@ def model_settings(config: ServerConfig, mar: Path) -> dict:
 
 
 def properties(
-    config: ServerConfig, ports: Ports, model_store: Path, mars: dict[str, Path]
+    config: ServerConfig, ports: Ports, model_store: Path, mars: dict[str, Path], bind: str = HOST
 ) -> dict[str, str]:
-    """Every ``config.properties`` entry for serving ``mars`` (model name -> archive in ``model_store``)."""
+    """Every ``config.properties`` entry for serving ``mars`` (model name -> archive in ``model_store``).
+
+    ``bind`` is the address of the inference, metrics and gRPC inference ports: 127.0.0.1 natively,
+    0.0.0.0 inside a container (whose ports are published on the host's 127.0.0.1 only). The
+    management APIs always stay on 127.0.0.1.
+    """
     props = {
-        "inference_address": f"http://{HOST}:{ports.rest}",
+        "inference_address": f"http://{bind}:{ports.rest}",
         "management_address": f"http://{HOST}:{ports.management}",
-        "metrics_address": f"http://{HOST}:{ports.metrics}",
-        "grpc_inference_address": HOST,
+        "metrics_address": f"http://{bind}:{ports.metrics}",
+        "grpc_inference_address": bind,
         "grpc_inference_port": str(ports.grpc),
         "grpc_management_address": HOST,
         "grpc_management_port": str(ports.grpc_management),

@@ -33,7 +33,12 @@ def java_version(java: str) -> str:
         raise ServeoffError(
             f"cannot run {java} -version ({err}); TorchServe needs Java {MIN_MAJOR}: {INSTALL_HINT}"
         ) from None
-    match = VERSION_LINE.search(done.stderr + done.stdout)
+    return parse_java_version(done.stderr + done.stdout, java)
+
+
+def parse_java_version(output: str, java: str = "java") -> str:
+    """The version in ``java -version``'s output; a clear error when there is none or it is too old."""
+    match = VERSION_LINE.search(output)
     if not match:
         raise ServeoffError(
             f"{java} -version reports no version; TorchServe needs Java {MIN_MAJOR}: {INSTALL_HINT}"

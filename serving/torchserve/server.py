@@ -13,6 +13,7 @@ import shutil
 import sysconfig
 import tempfile
 import time
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 from typing import ClassVar
@@ -27,6 +28,7 @@ from serveoff.serving.base import (
     DEFAULT_TIMEOUT_S,
     Client,
     Endpoints,
+    Launch,
     Server,
     WireRequest,
     check_protocol,
@@ -51,12 +53,18 @@ from serveoff.serving.torchserve.config import (
     render,
     worker_env,
 )
-from serveoff.serving.torchserve.java import java_executable, java_version
+from serveoff.serving.torchserve.java import java_executable, java_version, parse_java_version
 
 LOAD_FAILED = re.compile(r"Failed to load model (\S+), exception (.*)")
 WORKER_DIED = "Backend worker process died"
 PROBE_TIMEOUT_S = 2.0
 SETTLE_S = 2.0  # how long a server that stopped answering may take to finish dying
+ALL_ADDRESSES = "0.0.0.0"  # in a container: reachable through the ports the launcher publishes
+# Prints the versions of TorchServe and torch of the Python that runs the workers (in a container).
+VERSIONS_SCRIPT = (
+    "from importlib.metadata import version as v; "
+    "print('torchserve', v('torchserve')); print('torch', v('torch'))"
+)
 
 
 def load_failure(log_tail: str) -> str | None:
@@ -89,6 +97,10 @@ class TorchServe(Server):
     framework = "torch"
     port_count: ClassVar[int] = PORT_COUNT
     default_port_base: ClassVar[int] = 8080
+    # The official pytorch/torchserve:0.12.0-cpu brought up to serveoff's Python and torch
+    # (serving/torchserve/Dockerfile): TorchScript is not forward compatible, so the image must run the
+    # torch that built the archives.
+    default_image: ClassVar[str] = "serveoff-torchserve:0.12.0-torch2.13.0"
 
     def __init__(
         self, models: list[ArtifactLayout], config: ServerConfig, workdir: Path, port_base: int
@@ -107,13 +119,17 @@ class TorchServe(Server):
         java_version(java_executable())
         torchserve_executable()
 
-    @property
-    def endpoints(self) -> Endpoints:
+    @classmethod
+    def endpoints_at(cls, host: str, port_base: int) -> Endpoints:
+        ports = Ports.from_base(port_base)
         return Endpoints(
-            rest=f"http://{HOST}:{self.ports.rest}",
-            grpc=f"{HOST}:{self.ports.grpc}",
-            metrics=f"http://{HOST}:{self.ports.metrics}/metrics",
+            rest=f"http://{host}:{ports.rest}",
+            grpc=f"{host}:{ports.grpc}",
+            metrics=f"http://{host}:{ports.metrics}/metrics",
         )
+
+    def public_ports(self) -> list[int]:
+        return self.ports.public()
 
     def start(self, timeout: float = 180.0) -> None:
         if self.processes():
@@ -124,8 +140,7 @@ class TorchServe(Server):
         launcher = torchserve_executable()
         for what, port in self.ports.named().items():
             ensure_port_free(port, what)
-        store = self._model_store()
-        self.config_path.write_text(render(properties(self.config, self.ports, store, self._mars(store))))
+        self._write_config(HOST)
         self.log_path.unlink(missing_ok=True)  # an old run's failures must not look like this one's
         self._tmp = Path(tempfile.mkdtemp(prefix="serveoff-ts-"))
         argv = [str(launcher), "--start", "--foreground", "--ncs", "--ts-config", str(self.config_path)]
@@ -140,6 +155,27 @@ class TorchServe(Server):
             self.stop()
             raise
 
+    def write_launch(self) -> Launch:
+        self._write_config(ALL_ADDRESSES)
+        argv = ["torchserve", "--start", "--foreground", "--ncs", "--ts-config", str(self.config_path)]
+        logs = str(self.workdir / "logs")
+        env = worker_env(self.config) | {
+            "TS_CONFIG_FILE": str(self.config_path),
+            "LOG_LOCATION": logs,
+            "METRICS_LOCATION": logs,
+        }
+        return Launch(argv, env)
+
+    @classmethod
+    def container_versions(cls, run: Callable[[list[str]], str]) -> dict[str, str]:
+        pairs = (line.split() for line in run(["python", "-c", VERSIONS_SCRIPT]).splitlines())
+        found = {pair[0]: pair[1] for pair in pairs if len(pair) == 2}
+        return {
+            "torchserve": found.get("torchserve", "unknown"),
+            "torch": found.get("torch", "unknown"),
+            "java": parse_java_version(run(["java", "-version"])),
+        }
+
     def stop(self) -> None:
         if self._proc is not None:
             self._proc.stop()
@@ -148,6 +184,9 @@ class TorchServe(Server):
             self._tmp = None
 
     def healthy(self) -> bool:
+        return self._ping_healthy()
+
+    def _ping_healthy(self) -> bool:
         try:
             response = requests.get(f"{self.endpoints.rest}/ping", timeout=PROBE_TIMEOUT_S)
             return response.status_code == 200 and response.json().get("status") == "Healthy"
@@ -236,6 +275,12 @@ class TorchServe(Server):
             link.symlink_to(layout.mar.resolve())
         return store
 
+    def _write_config(self, bind: str) -> None:
+        """``config.properties`` and the model store, with the public ports on ``bind``."""
+        store = self._model_store()
+        props = properties(self.config, self.ports, store, self._mars(store), bind)
+        self.config_path.write_text(render(props))
+
     def _mars(self, store: Path) -> dict[str, Path]:
         return {layout.name: store / layout.mar.name for layout in self.models}
 
@@ -256,12 +301,12 @@ class TorchServe(Server):
             }
         )
 
+    def answering(self) -> bool:
+        """``/ping`` and gRPC ``Ping`` say Healthy: every model has its minimum of workers up."""
+        return self._ping_healthy() and grpc_ping(self.endpoints.grpc, PROBE_TIMEOUT_S) == "Healthy"
+
     def _ready(self) -> bool:
-        ready = (
-            self.healthy()
-            and all(self._workers_ready(name) for name in self.model_names)
-            and grpc_ping(self.endpoints.grpc, PROBE_TIMEOUT_S) == "Healthy"
-        )
+        ready = self.answering() and all(self._workers_ready(name) for name in self.model_names)
         if ready:
             self._java = next((p for p in self.processes() if _name(p) == "java"), None)
         return ready

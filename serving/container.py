@@ -1,0 +1,336 @@
+"""Servers in Docker containers, started with the docker SDK behind the same ``Server`` interface.
+
+``in_container(TorchServe)`` is TorchServe run from its image instead of the venv: the server class
+still writes its configuration and speaks its protocols; this module only replaces how it is started,
+stopped and measured. Every container gets:
+
+- the same CPU set and memory limit (no swap) as every other server of the run: a fair comparison;
+- its public ports published on the host's 127.0.0.1 only, at the same numbers inside and outside;
+  management ports are never published;
+- its work directory and the model artifacts mounted at their host paths (artifacts read-only);
+- the host user's uid and gid, so whatever it writes stays the user's.
+
+Cost comes from the container's cgroup through Docker's stats API, not from host processes: the
+engine may run elsewhere (Docker Desktop's VM, say).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import psutil
+from docker.errors import DockerException, ImageNotFound, NotFound
+
+from serveoff.errors import ServeoffError
+from serveoff.models.artifacts import ArtifactLayout
+from serveoff.serving.base import Server
+from serveoff.serving.process import ServerError, ensure_port_free
+from serveoff.serving.resources import ServerConfig
+from serveoff.serving.usage import Usage
+
+DEFAULT_MEMORY = "4g"
+LABEL = "serveoff.server"  # on every container serveoff starts: which server it runs
+LOG_LINES = 20
+STOP_GRACE_S = 10
+STATS_WAIT_S = 3.0  # the engine samples about once a second; a sample later than this means trouble
+STATS_KEPT = 600
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)i?b?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}
+
+
+def parse_memory(text: str) -> int:
+    """A memory limit like ``4g`` or ``512m`` in bytes; one clear line when malformed or too big."""
+    match = _MEMORY.match(text)
+    if not match:
+        raise ServeoffError(f"memory limit {text!r} is malformed; write it like 4g or 512m")
+    size = int(float(match[1]) * _UNITS[match[2].lower()])
+    have = psutil.virtual_memory().total
+    if size < 64 * 2**20:
+        raise ServeoffError(f"memory limit {text!r} is below 64m, too little for any model server")
+    if size > have:
+        raise ServeoffError(
+            f"memory limit {text!r} is more than this machine has ({have / 2**30:.1f} GiB); lower it"
+        )
+    return size
+
+
+@dataclass(frozen=True)
+class ContainerOptions:
+    """How ``--docker`` runs the servers: one memory limit for every server, and what the user changed."""
+
+    memory: int  # bytes, no swap
+    images: dict[str, str] = field(default_factory=dict)  # server -> image instead of its default_image
+    mounts: tuple[Path, ...] = ()  # more host paths the images need, read-only at the same place
+
+
+def container_options(memory: str, images: list[str], mounts: list[Path]) -> ContainerOptions:
+    """The options from the command line; one clear line for each bad value."""
+    from serveoff.serving.targets import SERVERS
+
+    chosen = {}
+    for entry in images:
+        server, _, image = entry.partition("=")
+        if server not in SERVERS or not image:
+            raise ServeoffError(f"--image {entry!r} must be SERVER=IMAGE, SERVER one of {', '.join(SERVERS)}")
+        chosen[server] = image
+    for path in mounts:
+        if not path.exists():
+            raise ServeoffError(f"--mount {path} does not exist")
+    return ContainerOptions(parse_memory(memory), chosen, tuple(p.resolve() for p in mounts))
+
+
+def docker_client() -> docker.DockerClient:
+    """A client of the Docker engine the environment names; one clear line when none answers."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except DockerException as err:
+        reason = str(err).splitlines()[0][:200]
+        raise ServeoffError(
+            f"cannot reach a Docker engine ({reason}); start Docker, or run the servers natively "
+            "without --docker"
+        ) from None
+    return client
+
+
+def engine_cpus() -> tuple[int, ...]:
+    """The CPUs of the Docker engine's machine, which a container's CPU set may name."""
+    return tuple(range(docker_client().info()["NCPU"]))
+
+
+class ContainerUsage:
+    """A container's CPU time and memory, from Docker's stats API (its cgroup).
+
+    The engine samples a container about once a second, so a background thread follows the stats
+    stream and ``cpu_seconds`` interpolates between the samples around the moment it is asked,
+    waiting for the next sample (at most ~1 s) rather than reporting a stale one.
+    """
+
+    source = (
+        "docker stats: CPU time and memory (without page cache) of the server's container, sampled "
+        "about once a second by the engine and interpolated to window boundaries"
+    )
+
+    def __init__(self, container: Any) -> None:
+        self.container = container
+        self._samples: list[tuple[float, float, int]] = []  # (time.monotonic() on arrival, CPU s, bytes)
+        self._thread: threading.Thread | None = None
+        self._ended = False
+
+    def cpu_seconds(self) -> float:
+        moment = time.monotonic()
+        self._wait_for_sample_after(moment)
+        return _interpolate([(at, cpu) for at, cpu, _ in self._samples], moment)
+
+    def memory_bytes(self) -> int:
+        """Usage without the inactive page cache, as ``docker stats`` shows it, at the latest sample."""
+        if not self._samples:
+            self._wait_for_sample_after(0.0)
+        return self._samples[-1][2] if self._samples else 0
+
+    def running(self) -> bool:
+        try:
+            self.container.reload()
+        except DockerException:
+            return False
+        return self.container.status == "running"
+
+    def _wait_for_sample_after(self, moment: float) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._follow, daemon=True, name="docker-stats")
+            self._thread.start()
+        deadline = time.monotonic() + STATS_WAIT_S
+        while not self._ended and time.monotonic() < deadline:
+            if self._samples and self._samples[-1][0] >= moment:
+                return
+            time.sleep(0.02)
+
+    def _follow(self) -> None:
+        """Record every sample of the stats stream until the container stops."""
+        try:
+            for stats in self.container.stats(stream=True, decode=True):
+                cpu = stats.get("cpu_stats", {}).get("cpu_usage", {}).get("total_usage")
+                if cpu is None:
+                    continue  # a stopped container's empty sample
+                self._samples.append((time.monotonic(), cpu / 1e9, _memory(stats.get("memory_stats", {}))))
+                del self._samples[:-STATS_KEPT]
+        except DockerException:
+            pass
+        finally:
+            self._ended = True
+
+
+def _memory(memory: dict) -> int:
+    """Usage minus the inactive page cache (cgroup v1 and v2), the figure ``docker stats`` shows."""
+    detail = memory.get("stats", {})
+    cache = detail.get("total_inactive_file", detail.get("inactive_file", 0))
+    return max(0, memory.get("usage", 0) - cache)
+
+
+def _interpolate(samples: list[tuple[float, float]], moment: float) -> float:
+    """The counter at ``moment``, linear between the samples around it (the nearest one outside them)."""
+    if not samples:
+        return 0.0
+    before = [s for s in samples if s[0] <= moment]
+    after = [s for s in samples if s[0] > moment]
+    if not before or not after:
+        return (before or after)[-1 if before else 0][1]
+    (t0, v0), (t1, v1) = before[-1], after[0]
+    return v0 + (v1 - v0) * (moment - t0) / (t1 - t0)
+
+
+class ContainerServer(Server):
+    """The start, stop and measurement of a server run from its image; mixed into a server class."""
+
+    launcher = "docker"
+
+    def __init__(
+        self,
+        models: list[ArtifactLayout],
+        config: ServerConfig,
+        workdir: Path,
+        port_base: int,
+        options: ContainerOptions,
+    ) -> None:
+        super().__init__(models, config, workdir, port_base)
+        self.memory = options.memory
+        self.image = options.images.get(self.name, self.default_image)
+        self.mounts = options.mounts
+        self.container: Any = None
+
+    @classmethod
+    def check_installed(cls) -> None:
+        docker_client()
+
+    def start(self, timeout: float = 180.0) -> None:
+        client = docker_client()
+        try:
+            client.images.get(self.image)
+        except ImageNotFound:
+            raise ServeoffError(
+                f"Docker image {self.image} is not here; build it with `docker compose build {self.name}`"
+            ) from None
+        for port in self.public_ports():
+            ensure_port_free(port, f"{self.title} published port")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        launch = self.write_launch()
+        self.container = client.containers.create(
+            self.image,
+            launch.argv[1:],
+            entrypoint=launch.argv[:1],  # whatever the image's own entrypoint would have started
+            environment=launch.env | {"HOME": "/tmp", "TEMP": "/tmp", "TMPDIR": "/tmp"},
+            working_dir=str(self.workdir),
+            user=f"{os.getuid()}:{os.getgid()}",
+            cpuset_cpus=",".join(map(str, self.config.cpus)) if self.config.cpus else None,
+            mem_limit=self.memory,
+            memswap_limit=self.memory,
+            ports={f"{port}/tcp": ("127.0.0.1", port) for port in self.public_ports()},
+            volumes=self._volumes(),
+            labels={LABEL: self.name},
+            init=True,  # PID 1 forwards `docker stop`'s SIGTERM to the server
+        )
+        try:
+            self._start_container()
+            self._wait_until_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop and remove the container, keeping its output in ``workdir``."""
+        if self.container is None:
+            return
+        try:
+            self.container.stop(timeout=STOP_GRACE_S)
+            (self.workdir / f"{self.name}.container.log").write_bytes(self.container.logs())
+            self.container.remove(force=True)
+        except NotFound:
+            pass
+        except DockerException as err:
+            raise ServeoffError(f"could not remove container {self.container.short_id}: {err}") from None
+        self.container = None
+
+    def healthy(self) -> bool:
+        return self._exit_reason() is None and self.answering()
+
+    def processes(self) -> list[psutil.Process]:
+        return []  # the engine's processes, possibly on another machine: measured by usage()
+
+    def pids(self) -> list[int]:
+        return []
+
+    def usage(self) -> Usage:
+        return ContainerUsage(self.container)
+
+    def versions(self) -> dict[str, str]:
+        """The server's versions read inside the container, and the image it runs."""
+
+        def run(argv: list[str]) -> str:
+            return self.container.exec_run(argv).output.decode("utf-8", errors="replace")
+
+        image = self.container.image
+        return self.container_versions(run) | {"image": f"{self.image} ({image.id[:19]})"}
+
+    def diagnose(self, problem: str, lost: bool = False) -> ServerError:
+        gone = self._exit_reason()
+        if gone:
+            tail = self._log_tail()
+            return ServerError(f"{problem}; the {self.title} container {gone}; its output:\n{tail}")
+        where = self.container.short_id if self.container is not None else "(not started)"
+        return ServerError(f"{problem}; the {self.title} container {where} is still running")
+
+    def _start_container(self) -> None:
+        try:
+            self.container.start()
+        except DockerException as err:
+            reason = getattr(err, "explanation", None) or str(err)
+            raise ServeoffError(f"Docker could not start the {self.title} container: {reason}") from None
+
+    def _volumes(self) -> dict[str, dict[str, str]]:
+        volumes = {str(self.workdir.resolve()): {"bind": str(self.workdir.resolve()), "mode": "rw"}}
+        for path in [m.root.resolve() for m in self.models] + [p.resolve() for p in self.mounts]:
+            volumes[str(path)] = {"bind": str(path), "mode": "ro"}
+        return volumes
+
+    def _wait_until_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            gone = self._exit_reason()
+            if gone:
+                raise ServerError(f"the {self.title} container {gone} while starting:\n{self._log_tail()}")
+            if self.answering():
+                return
+            if time.monotonic() > deadline:
+                raise ServerError(
+                    f"the {self.title} container was not ready after {timeout:.0f} s:\n{self._log_tail()}"
+                )
+            time.sleep(0.25)
+
+    def _exit_reason(self) -> str | None:
+        if self.container is None:
+            return "was never started"
+        try:
+            self.container.reload()
+        except NotFound:
+            return "is gone"
+        if self.container.status in ("created", "running"):
+            return None
+        return f"exited with code {self.container.attrs['State'].get('ExitCode')}"
+
+    def _log_tail(self) -> str:
+        try:
+            return self.container.logs(tail=LOG_LINES).decode("utf-8", errors="replace").rstrip()
+        except DockerException:
+            return "(no output: the container is gone)"
+
+
+def in_container(server: type[Server]) -> type[ContainerServer]:
+    """``server`` run from its Docker image: same configuration and protocols, other launcher."""
+    return type(f"{server.__name__}InContainer", (ContainerServer, server), {"__module__": __name__})

@@ -1,0 +1,87 @@
+"""A Docker engine for the tests, and a stand-in for the servers' images.
+
+No registry is reachable from the test machines, so the official images cannot be pulled. The stand-in
+image is an empty root filesystem made with ``docker import``; containers get this machine's ``/usr``,
+``/etc``, Python and repository mounted read-only, so they run the venv's real TorchServe and the TF
+Serving test fake. It checks the launcher, the compose file and the commands, never the images' contents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import docker
+import pytest
+from docker.errors import DockerException, ImageNotFound
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKES = ROOT / "tests" / "fakes"
+STANDIN = "serveoff-test-standin"
+
+
+def engine() -> docker.DockerClient:
+    """The Docker engine; CI must have one (.ci/run starts it), elsewhere the test is skipped."""
+    try:
+        client = docker.from_env()
+        client.ping()
+        return client
+    except DockerException as err:
+        if os.environ.get("CI"):
+            pytest.fail(f"no Docker engine answers ({err}); .ci/run installs docker.io and starts dockerd")
+        pytest.skip(f"no Docker engine answers here ({str(err)[:120]})")
+
+
+def host_mounts() -> tuple[Path, ...]:
+    """What a stand-in container needs from this machine, mounted read-only at the same paths."""
+    return (Path("/usr"), Path("/etc"), Path(sys.base_prefix).resolve(), ROOT)
+
+
+def container_path() -> str:
+    """PATH in a stand-in container: the TF Serving fake and this venv first."""
+    return f"{FAKES}:{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
+
+
+def standin_image(client: docker.DockerClient, workdir: Path) -> str:
+    """The stand-in image (made once per PATH): an empty root with the directories a container needs.
+
+    ``SERVEOFF_TEST_BIND`` makes the TF Serving fake bind every address inside the container, as the real
+    server does, so its ports can be published.
+    """
+    tag = f"{STANDIN}:{hashlib.sha256(container_path().encode()).hexdigest()[:12]}"
+    try:
+        client.images.get(tag)
+        return tag
+    except ImageNotFound:
+        pass
+    archive = workdir / "standin.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name in ("usr", "etc", "tmp", "proc", "sys", "dev", "root", "sbin", "home", "work", "opt"):
+            entry = tarfile.TarInfo(name)
+            entry.type, entry.mode = tarfile.DIRTYPE, 0o1777 if name == "tmp" else 0o755
+            tar.addfile(entry)
+        for name, target in (("bin", "usr/bin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")):
+            entry = tarfile.TarInfo(name)
+            entry.type, entry.linkname = tarfile.SYMTYPE, target
+            tar.addfile(entry)
+    changes = ["--change", f"ENV PATH={container_path()}", "--change", "ENV SERVEOFF_TEST_BIND=0.0.0.0"]
+    subprocess.run(["docker", "import", *changes, str(archive), tag], check=True, capture_output=True)
+    return tag
+
+
+def compose_override(image: str, results: Path, bench_command: list[str]) -> str:
+    """A compose override that runs every service from the stand-in image, the bench with
+    ``bench_command`` and writing to ``results``; the compose file itself is used as it is."""
+    mounts = "".join(f"      - {path}:{path}:ro\n" for path in host_mounts())
+    service = f"    image: {image}\n    volumes:\n{mounts}"
+    bench = f"{service}      - {results}:/work/results\n    command: {json.dumps(bench_command)}\n"
+    return (
+        "services:\n"
+        + "".join(f"  {name}:\n{service}" for name in ("build", "torchserve", "tfserving"))
+        + f"  bench:\n{bench}"
+    )
