@@ -1,0 +1,135 @@
+"""The docker compose stack: every server's launch files in one directory, and the running stack read back.
+
+``serveoff prepare`` (compose's ``build`` service) writes, for each server, its configuration and a
+``launch.sh`` that its container runs, plus ``stack.json``. ``serveoff bench --stack`` (compose's
+``bench`` service) reads ``stack.json``, reaches each server by its compose service name (the server's
+name) and finds its container through the Docker socket, for versions, limits and cost.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import socket
+from pathlib import Path
+
+from docker import DockerClient
+from docker.models.containers import Container
+
+from serveoff.errors import ServeoffError
+from serveoff.models.artifacts import ArtifactLayout
+from serveoff.serving.container import LABEL, docker_client
+from serveoff.serving.fleet import Record
+from serveoff.serving.resources import ServerConfig
+from serveoff.serving.targets import SERVERS, server_class
+
+STACK_SCHEMA = "serveoff.stack/1"
+STACK_FILE = "stack.json"
+LAUNCH_FILE = "launch.sh"
+COMPOSE = "compose"
+
+
+def write_stack(models: list[ArtifactLayout], config: ServerConfig, stack: Path) -> Path:
+    """Write every server's configuration and ``launch.sh`` under ``stack/<server>/``; returns stack.json.
+
+    Paths in them are this container's: compose mounts the stack and artifacts volumes at the same
+    places in every service.
+    """
+    entries = {}
+    for name in SERVERS:
+        cls = server_class(name)
+        workdir = (stack / name).resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "logs").mkdir(exist_ok=True)
+        (workdir / "logs").chmod(0o777)  # the server's image user writes its logs here
+        launch = cls(models, config, workdir, cls.default_port_base).write_launch()
+        exports = "".join(f"export {key}={shlex.quote(value)}\n" for key, value in sorted(launch.env.items()))
+        script = f"#!/bin/sh\n# written by serveoff prepare\n{exports}exec {shlex.join(launch.argv)}\n"
+        (workdir / LAUNCH_FILE).write_text(script)
+        entries[name] = {"port_base": cls.default_port_base, "launch": str(workdir / LAUNCH_FILE)}
+    doc = {
+        "schema": STACK_SCHEMA,
+        "config": config.to_json(),
+        "models": {m.name: str(m.root.resolve()) for m in models},
+        "servers": entries,
+    }
+    path = stack / STACK_FILE
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return path
+
+
+def read_stack(stack: Path) -> dict:
+    """``stack.json``; one clear line when it is missing or not serveoff's."""
+    path = stack / STACK_FILE
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ServeoffError(f"{path} is missing; write it with `serveoff prepare --stack {stack}`") from None
+    except (OSError, ValueError) as err:
+        raise ServeoffError(f"cannot read {path}: {err}; write it again with `serveoff prepare`") from None
+    if doc.get("schema") != STACK_SCHEMA:
+        raise ServeoffError(f"{path} is not a serveoff stack file (schema {doc.get('schema')!r})")
+    return doc
+
+
+def attach(stack: Path) -> list[Record]:
+    """The records of the stack's running servers, each found by its service name.
+
+    An error when a server's container cannot be found, or when the containers' CPU sets or memory
+    limits differ: the comparison would not be fair.
+    """
+    doc = read_stack(stack)
+    client = docker_client()
+    records = []
+    limits: dict[str, tuple] = {}
+    for name, entry in doc["servers"].items():
+        cls = server_class(name)
+        container = _container_of(client, name)
+        host = container.attrs["HostConfig"]
+        records.append(
+            Record(
+                server=name,
+                session=0,
+                started_at=0.0,
+                endpoints=cls.endpoints_at(name, entry["port_base"]).to_json(),
+                models=doc["models"],
+                config=doc["config"],
+                versions=cls.container_versions(lambda argv, c=container: _output(c, argv))
+                | {"image": f"{container.image.tags[0] if container.image.tags else '?'} "
+                            f"({container.image.id[:19]})"},
+                log=f"docker logs {container.name}",
+                launcher=COMPOSE,
+                container=container.id,
+                memory_bytes=host.get("Memory") or None,
+            )
+        )  # fmt: skip
+        limits[name] = (host.get("CpusetCpus") or "all", host.get("Memory") or "none")
+    if len(set(limits.values())) > 1:
+        described = "; ".join(f"{name}: CPUs {cpus}, memory {mem}" for name, (cpus, mem) in limits.items())
+        raise ServeoffError(
+            f"the servers' containers have different limits ({described}); give them the same "
+            "SERVEOFF_SERVER_CPUS and SERVEOFF_SERVER_MEMORY"
+        )
+    return records
+
+
+def _container_of(client: DockerClient, service: str) -> Container:
+    """The container answering at ``service``'s address that carries serveoff's label for it."""
+    try:
+        address = socket.gethostbyname(service)
+    except OSError:
+        raise ServeoffError(
+            f"service {service!r} has no address here; run this inside the compose stack (docker compose up)"
+        ) from None
+    for container in client.containers.list(filters={"label": f"{LABEL}={service}"}):
+        networks = container.attrs["NetworkSettings"]["Networks"].values()
+        if any(net.get("IPAddress") == address for net in networks):
+            return container
+    raise ServeoffError(
+        f"no running container labelled {LABEL}={service} has address {address}; is the {service} "
+        "service of this stack up?"
+    )
+
+
+def _output(container: Container, argv: list[str]) -> str:
+    return container.exec_run(argv).output.decode("utf-8", errors="replace")
