@@ -91,7 +91,11 @@ def build(
 
 DEFAULT_STATE = Path(".serveoff/servers.json")
 DEFAULT_WORKDIR = Path(".serveoff/servers")
+DEFAULT_MEMORY = "4g"  # each server container's memory limit
 
+ServeModelOpt = Annotated[
+    list[str] | None, typer.Option("--model", "-m", help="Model to serve (repeatable; default: digits-mlp).")
+]
 ServerOpt = Annotated[
     list[str] | None,
     typer.Option("--server", "-s", help="torchserve or tfserving (repeatable; default both)."),
@@ -150,14 +154,11 @@ def checked_servers(names: list[str] | None, docker: bool) -> list[str]:
 
 @app.command()
 def up(
-    model: Annotated[
-        list[str] | None,
-        typer.Option("--model", "-m", help="Model to serve (repeatable; default: digits-mlp)."),
-    ] = None,
+    model: ServeModelOpt = None,
     server: ServerOpt = None,
     native: Annotated[bool, typer.Option("--native", help="Run the servers as local processes.")] = False,
     docker: DockerOpt = False,
-    memory: MemoryOpt = "4g",
+    memory: MemoryOpt = DEFAULT_MEMORY,
     image: ImageOpt = None,
     mount: MountOpt = None,
     artifacts: Annotated[
@@ -174,13 +175,12 @@ def up(
     """Start model servers by hand; `serveoff down` stops exactly what this started."""
     if native == docker:
         raise ServeoffError("say where the servers run: --native (local processes) or --docker (images)")
-    from serveoff.models.zoo import check_known
     from serveoff.serving import fleet
     from serveoff.serving.container import container_options
 
     config = setting(preset, cpus, instances, threads, max_batch_size, batch_timeout_ms, docker)
     options = container_options(memory, image or [], mount or []) if docker else None
-    models = [check_known(name) for name in dict.fromkeys(model or ["digits-mlp"])]
+    models = _zoo_models(model)
     servers = checked_servers(server, docker)
     layouts = ensure_built(models, artifacts)
     records = fleet.start_servers(servers, layouts, config, DEFAULT_WORKDIR.resolve(), state, docker=options)
@@ -204,15 +204,14 @@ def down(
 
 @app.command()
 def prepare(
-    model: Annotated[
-        list[str] | None,
-        typer.Option("--model", "-m", help="Model to serve (repeatable; default: digits-mlp)."),
-    ] = None,
+    model: ServeModelOpt = None,
     stack: Annotated[Path, typer.Option(help="Where each server's launch files go.")] = Path("stack"),
     artifacts: Annotated[
         Path, typer.Option(help="Artifacts directory (missing models are built).")
     ] = DEFAULT_ARTIFACTS,
-    memory: Annotated[str, typer.Option(help="The servers' containers' memory limit (checked).")] = "4g",
+    memory: Annotated[str, typer.Option(help="The servers' containers' memory limit (checked).")] = (
+        DEFAULT_MEMORY
+    ),
     preset: PresetOpt = "matched",
     cpus: CpusOpt = None,
     instances: InstancesOpt = None,
@@ -222,13 +221,12 @@ def prepare(
 ) -> None:
     """For docker compose: build the missing models, then write every server's configuration and launch
     script into STACK, from one fair setting. Every value is checked before anything is built."""
-    from serveoff.models.zoo import check_known
     from serveoff.serving.container import parse_memory
     from serveoff.serving.stack import write_stack
 
     config = setting(preset, cpus, instances, threads, max_batch_size, batch_timeout_ms)
     parse_memory(memory)
-    models = [check_known(name) for name in dict.fromkeys(model or ["digits-mlp"])]
+    models = _zoo_models(model)
     layouts = ensure_built(models, artifacts)
     path = write_stack(layouts, config, stack)
     typer.echo(f"stack: {path} (models {', '.join(models)}; CPUs {cpus or 'all'}, memory {memory})")
@@ -372,7 +370,7 @@ def bench(
     ] = None,
     docker: DockerOpt = False,
     server: ServerOpt = None,
-    memory: MemoryOpt = "4g",
+    memory: MemoryOpt = DEFAULT_MEMORY,
     image: ImageOpt = None,
     mount: MountOpt = None,
     preset: PresetOpt = "matched",
@@ -397,7 +395,7 @@ def bench(
     starting = {"--server": server, "--cpus": cpus, "--instances": instances, "--threads": threads,
                 "--max-batch-size": max_batch_size, "--batch-timeout-ms": batch_timeout_ms,
                 "--preset": None if preset == "matched" else preset,
-                "--memory": None if memory == "4g" else memory,
+                "--memory": None if memory == DEFAULT_MEMORY else memory,
                 "--image": image, "--mount": mount}  # fmt: skip
     given = [flag for flag, value in starting.items() if value is not None]
     if given and not docker:
@@ -481,6 +479,7 @@ def run(
 
 
 def _zoo_models(names: list[str] | None) -> list[str]:
+    """The zoo models named (default: digits-mlp), each checked, in order, once."""
     from serveoff.models.zoo import check_known
 
     return [check_known(name) for name in dict.fromkeys(names or ["digits-mlp"])]

@@ -15,7 +15,6 @@ from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout
 from serveoff.serving.process import ServerError
 from serveoff.serving.resources import ServerConfig
-from serveoff.serving.usage import ProcessUsage, Usage
 
 PROTOCOLS = ("rest", "grpc")
 DEFAULT_TIMEOUT_S = 10.0
@@ -185,10 +184,6 @@ class Server(ABC):
     @abstractmethod
     def processes(self) -> list[psutil.Process]:
         """The server's live processes, for CPU and memory accounting."""
-
-    def usage(self) -> Usage:
-        """The server's CPU and memory counters."""
-        return ProcessUsage(self.processes)
 
     @abstractmethod
     def diagnose(self, problem: str, lost: bool = False) -> ServerError:

@@ -33,9 +33,7 @@ from serveoff.models.artifacts import ArtifactLayout
 from serveoff.serving.base import Server
 from serveoff.serving.process import ServerError, ensure_port_free
 from serveoff.serving.resources import ServerConfig
-from serveoff.serving.usage import Usage
 
-DEFAULT_MEMORY = "4g"
 LABEL = "serveoff.server"  # on every container serveoff starts: which server it runs
 LOG_LINES = 20
 STOP_GRACE_S = 10
@@ -247,14 +245,7 @@ class ContainerServer(Server):
         """Stop and remove the container, keeping its output in ``workdir``."""
         if self.container is None:
             return
-        try:
-            self.container.stop(timeout=STOP_GRACE_S)
-            (self.workdir / f"{self.name}.container.log").write_bytes(self.container.logs())
-            self.container.remove(force=True)
-        except NotFound:
-            pass
-        except DockerException as err:
-            raise ServeoffError(f"could not remove container {self.container.short_id}: {err}") from None
+        remove_container(self.container, self.workdir / f"{self.name}.container.log")
         self.container = None
 
     def healthy(self) -> bool:
@@ -266,17 +257,8 @@ class ContainerServer(Server):
     def pids(self) -> list[int]:
         return []
 
-    def usage(self) -> Usage:
-        return ContainerUsage(self.container)
-
     def versions(self) -> dict[str, str]:
-        """The server's versions read inside the container, and the image it runs."""
-
-        def run(argv: list[str]) -> str:
-            return self.container.exec_run(argv).output.decode("utf-8", errors="replace")
-
-        image = self.container.image
-        return self.container_versions(run) | {"image": f"{self.image} ({image.id[:19]})"}
+        return versions_in(type(self), self.container, self.image)
 
     def diagnose(self, problem: str, lost: bool = False) -> ServerError:
         gone = self._exit_reason()
@@ -329,6 +311,27 @@ class ContainerServer(Server):
             return self.container.logs(tail=LOG_LINES).decode("utf-8", errors="replace").rstrip()
         except DockerException:
             return "(no output: the container is gone)"
+
+
+def versions_in(server: type[Server], container: Any, image: str) -> dict[str, str]:
+    """``server``'s versions read inside its running ``container``, and the image (name and ID) it runs."""
+
+    def run(argv: list[str]) -> str:
+        return container.exec_run(argv).output.decode("utf-8", errors="replace")
+
+    return server.container_versions(run) | {"image": f"{image} ({container.image.id[:19]})"}
+
+
+def remove_container(container: Any, log: Path) -> None:
+    """Stop and remove ``container``, keeping its output in ``log``; nothing to do when it is gone."""
+    try:
+        container.stop(timeout=STOP_GRACE_S)
+        log.write_bytes(container.logs())
+        container.remove(force=True)
+    except NotFound:
+        pass
+    except DockerException as err:
+        raise ServeoffError(f"could not remove container {container.short_id}: {err}") from None
 
 
 def in_container(server: type[Server]) -> type[ContainerServer]:

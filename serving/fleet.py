@@ -13,12 +13,12 @@ from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout
 from serveoff.serving.base import Server
 from serveoff.serving.container import (
-    STOP_GRACE_S,
     ContainerOptions,
     ContainerServer,
     ContainerUsage,
     docker_client,
     in_container,
+    remove_container,
 )
 from serveoff.serving.process import session_members, terminate
 from serveoff.serving.resources import ServerConfig
@@ -105,31 +105,21 @@ def launch(
 
 def record(server: Server) -> Record:
     """The record of a running server."""
+    shared = {
+        "server": server.name,
+        "endpoints": server.endpoints.to_json(),
+        "models": {m.name: str(m.root.resolve()) for m in server.models},
+        "config": server.config.to_json(),
+        "versions": server.versions(),
+        "log": str(server.workdir),
+    }
     if isinstance(server, ContainerServer):
         return Record(
-            server=server.name,
-            session=0,
-            started_at=0.0,
-            endpoints=server.endpoints.to_json(),
-            models={m.name: str(m.root.resolve()) for m in server.models},
-            config=server.config.to_json(),
-            versions=server.versions(),
-            log=str(server.workdir),
-            launcher=server.launcher,
-            container=server.container.id,
+            **shared, session=0, started_at=0.0, launcher=server.launcher, container=server.container.id,
             memory_bytes=server.memory,
-        )
+        )  # fmt: skip
     root = server.pids()[0]
-    return Record(
-        server=server.name,
-        session=root,
-        started_at=psutil.Process(root).create_time(),
-        endpoints=server.endpoints.to_json(),
-        models={m.name: str(m.root.resolve()) for m in server.models},
-        config=server.config.to_json(),
-        versions=server.versions(),
-        log=str(server.workdir),
-    )
+    return Record(**shared, session=root, started_at=psutil.Process(root).create_time())
 
 
 def write_state(path: Path, records: list[Record]) -> None:
@@ -177,8 +167,6 @@ def usage_source(rec: Record) -> str:
 def processes_of(rec: Record) -> list[psutil.Process]:
     """The live processes of a recorded native server (none when its session is gone or the PID was
     reused)."""
-    if rec.container is not None:
-        return []
     try:
         root = psutil.Process(rec.session)
         if abs(root.create_time() - rec.started_at) > 1.0:
@@ -209,7 +197,5 @@ def stop_container(rec: Record) -> list[str]:
         container = docker_client().containers.get(rec.container)
     except NotFound:
         return []
-    container.stop(timeout=STOP_GRACE_S)
-    Path(rec.log, f"{rec.server}.container.log").write_bytes(container.logs())
-    container.remove(force=True)
+    remove_container(container, Path(rec.log, f"{rec.server}.container.log"))
     return [f"{rec.server} (container {container.short_id})"]

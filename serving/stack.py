@@ -18,7 +18,7 @@ from docker.models.containers import Container
 
 from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout
-from serveoff.serving.container import LABEL, docker_client
+from serveoff.serving.container import LABEL, docker_client, versions_in
 from serveoff.serving.fleet import Record
 from serveoff.serving.resources import ServerConfig
 from serveoff.serving.targets import SERVERS, server_class
@@ -94,9 +94,7 @@ def attach(stack: Path) -> list[Record]:
                 endpoints=cls.endpoints_at(name, entry["port_base"]).to_json(),
                 models=doc["models"],
                 config=doc["config"],
-                versions=cls.container_versions(lambda argv, c=container: _output(c, argv))
-                | {"image": f"{container.image.tags[0] if container.image.tags else '?'} "
-                            f"({container.image.id[:19]})"},
+                versions=versions_in(cls, container, next(iter(container.image.tags), "?")),
                 log=f"docker logs {container.name}",
                 launcher=COMPOSE,
                 container=container.id,
@@ -129,7 +127,3 @@ def _container_of(client: DockerClient, service: str) -> Container:
         f"no running container labelled {LABEL}={service} has address {address}; is the {service} "
         "service of this stack up?"
     )
-
-
-def _output(container: Container, argv: list[str]) -> str:
-    return container.exec_run(argv).output.decode("utf-8", errors="replace")

@@ -23,7 +23,7 @@ from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout
 from serveoff.models.build import BuildResult
 from serveoff.serving import fleet
-from serveoff.serving.container import LABEL, ContainerOptions, in_container
+from serveoff.serving.container import LABEL, ContainerOptions, ContainerUsage, in_container
 from serveoff.serving.process import ServerError, free_port_base
 from serveoff.serving.resources import server_config
 from serveoff.serving.targets import server_class
@@ -80,7 +80,7 @@ def test_torchserve_runs_in_a_container_under_the_limits_it_was_given(
         with pytest.raises(requests.ConnectionError):
             requests.get(management, timeout=2)  # bound inside the container only, never published
 
-        usage = server.usage()
+        usage = ContainerUsage(server.container)
         cpu_before = usage.cpu_seconds()
         with server.client("digits-mlp", "grpc") as grpc_client:
             sample = np.load(digits.samples)[:4]

@@ -89,7 +89,8 @@ class TFServing(Server):
         return [self.ports.grpc, self.ports.rest]
 
     def write_launch(self) -> Launch:
-        """TF Serving's own binary of the image (it binds every address of the container)."""
+        """The configuration files, and TF Serving's binary on PATH with its flags (it binds every
+        address: of the container, in one)."""
         if not self.models:
             raise ServeoffError("no models to serve; name at least one built model")
         files = write_config_files(self.models, self.config, self.workdir)
@@ -104,18 +105,14 @@ class TFServing(Server):
 
     def start(self, timeout: float = 180.0) -> None:
         validate(self.config)
-        if not self.models:
-            raise ServeoffError("no models to serve; name at least one built model")
+        launch = self.write_launch()  # checks there are models; writes the configuration files
         for model in self.models:
             wire_spec(model)
         binary = find_binary()
         ensure_port_free(self.ports.grpc, "TF Serving gRPC")
         ensure_port_free(self.ports.rest, "TF Serving REST")
-        files = write_config_files(self.models, self.config, self.workdir)
         log.warning(BIND_WARNING.format(grpc=self.ports.grpc, rest=self.ports.rest))
-        self._proc = ManagedProcess(
-            [binary, *flags(self.config, files, self.ports)], self.log_path, cpus=self.config.cpus
-        )
+        self._proc = ManagedProcess([binary, *launch.argv[1:]], self.log_path, cpus=self.config.cpus)
         self._proc.start()
         try:
             wait_until_ready(

@@ -140,13 +140,13 @@ class TorchServe(Server):
         launcher = torchserve_executable()
         for what, port in self.ports.named().items():
             ensure_port_free(port, what)
-        self._write_config(HOST)
+        launch = self._prepare(HOST)
         self.log_path.unlink(missing_ok=True)  # an old run's failures must not look like this one's
         self._tmp = Path(tempfile.mkdtemp(prefix="serveoff-ts-"))
-        argv = [str(launcher), "--start", "--foreground", "--ncs", "--ts-config", str(self.config_path)]
         self._proc = ManagedProcess(
-            argv, self.log_path, env=self._env(launcher), cwd=self.workdir, cpus=self.config.cpus
-        )
+            [str(launcher), *launch.argv[1:]], self.log_path, env=self._env(launcher, launch.env),
+            cwd=self.workdir, cpus=self.config.cpus,
+        )  # fmt: skip
         self._java = None
         try:
             self._proc.start()
@@ -156,15 +156,7 @@ class TorchServe(Server):
             raise
 
     def write_launch(self) -> Launch:
-        self._write_config(ALL_ADDRESSES)
-        argv = ["torchserve", "--start", "--foreground", "--ncs", "--ts-config", str(self.config_path)]
-        logs = str(self.workdir / "logs")
-        env = worker_env(self.config) | {
-            "TS_CONFIG_FILE": str(self.config_path),
-            "LOG_LOCATION": logs,
-            "METRICS_LOCATION": logs,
-        }
-        return Launch(argv, env)
+        return self._prepare(ALL_ADDRESSES)
 
     @classmethod
     def container_versions(cls, run: Callable[[list[str]], str]) -> dict[str, str]:
@@ -275,29 +267,35 @@ class TorchServe(Server):
             link.symlink_to(layout.mar.resolve())
         return store
 
-    def _write_config(self, bind: str) -> None:
-        """``config.properties`` and the model store, with the public ports on ``bind``."""
+    def _prepare(self, bind: str) -> Launch:
+        """Write ``config.properties`` and the model store, with the public ports on ``bind``; the
+        launcher's command (``torchserve`` on PATH) and the environment it and the workers need."""
         store = self._model_store()
         props = properties(self.config, self.ports, store, self._mars(store), bind)
         self.config_path.write_text(render(props))
+        argv = ["torchserve", "--start", "--foreground", "--ncs", "--ts-config", str(self.config_path)]
+        logs = str(self.workdir / "logs")
+        env = worker_env(self.config) | {
+            "TS_CONFIG_FILE": str(self.config_path),  # the launcher prefers it to --ts-config
+            "LOG_LOCATION": logs,
+            "METRICS_LOCATION": logs,
+        }
+        return Launch(argv, env)
 
     def _mars(self, store: Path) -> dict[str, Path]:
         return {layout.name: store / layout.mar.name for layout in self.models}
 
-    def _env(self, launcher: Path) -> dict[str, str]:
-        """The launcher's environment, inherited by Java and the workers."""
+    def _env(self, launcher: Path, server_env: dict[str, str]) -> dict[str, str]:
+        """The native launcher's environment, inherited by Java and the workers: ours without thread
+        settings, then the server's own (``_prepare``), this venv first on PATH and a private temp dir."""
         env = {k: v for k, v in os.environ.items() if k not in WORKER_ENV_KEYS}
-        logs = str(self.workdir / "logs")
         return (
             env
-            | worker_env(self.config)
+            | server_env
             | {
                 "PATH": os.pathsep.join([str(launcher.parent), env.get("PATH", "")]),
                 "TMPDIR": str(self._tmp),  # the launcher's PID file
                 "TEMP": str(self._tmp),  # Java's temp dir: unpacked archives and worker sockets
-                "TS_CONFIG_FILE": str(self.config_path),  # the launcher prefers it to --ts-config
-                "LOG_LOCATION": logs,
-                "METRICS_LOCATION": logs,
             }
         )
 
