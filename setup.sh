@@ -1,16 +1,36 @@
 #!/usr/bin/env bash
-# Set up a fresh machine for serveoff: Java 17 for TorchServe and Chromium for the report's browser test
-# (Debian/Ubuntu apt), and a .venv with the pinned Python packages. Safe to run again; it installs only
-# what is missing.
+# Set up a fresh machine for serveoff: Java 17 for TorchServe (Debian/Ubuntu apt), Chromium for the report's
+# browser test where apt can install it (as root; measuring never needs it), and a .venv with the pinned
+# Python packages. Safe to run again; it installs only what is missing.
+#
+#   SERVEOFF_TORCH=cpu   (the default) torch 2.13.0's CPU build, from PyTorch's CPU wheel index
+#   SERVEOFF_TORCH=cuda  the default index's build: with CUDA on Linux x86_64 (gigabytes of NVIDIA packages)
 set -euo pipefail
 cd "$(dirname "$0")"
 
+torch_build=${SERVEOFF_TORCH:-cpu}
+case $torch_build in
+    cpu) torch_index=(--extra-index-url https://download.pytorch.org/whl/cpu) ;;  # where 2.13.0 is 2.13.0+cpu
+    cuda) torch_index=() ;;
+    *) echo "setup: SERVEOFF_TORCH=$torch_build is neither cpu nor cuda; unset it for the CPU build" >&2
+       exit 2 ;;
+esac
+
+root=false
+[ "$(id -u)" -eq 0 ] && root=true
 need_apt=()
 java -version 2>&1 | grep -q 'version "17' || need_apt+=(openjdk-17-jdk-headless)
-command -v chromium >/dev/null || need_apt+=(chromium)
+if ! command -v chromium >/dev/null; then
+    if $root; then
+        need_apt+=(chromium)
+    else
+        echo "setup: no chromium, and installing it needs root (sudo apt-get install chromium): the report's" \
+            "browser test will be skipped; measuring does not need it" >&2
+    fi
+fi
 if ((${#need_apt[@]})); then
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "setup: need root to install ${need_apt[*]} with apt-get; run: sudo $0" >&2
+    if ! $root; then
+        echo "setup: Java 17 is missing: run this as root (sudo $0) to install it, or put a Java 17 on PATH" >&2
         exit 1
     fi
     apt-get update -qq
@@ -23,7 +43,13 @@ python=${PYTHON:-python3}
     exit 1
 }
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-# torch is pinned and installed first so that nothing pulls a CUDA build.
-.venv/bin/pip install --quiet torch==2.13.0
+# torch is pinned and installed first, so that nothing else picks its build. A .venv holding the other build
+# than SERVEOFF_TORCH asks for gets that one instead.
+installed=$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("torch"))' 2>/dev/null || true)
+if [[ $torch_build == cuda && $installed == *+cpu ]] \
+    || [[ $torch_build == cpu && $installed == 2.13.0 && $(uname -sm) == "Linux x86_64" ]]; then
+    .venv/bin/pip uninstall --quiet -y torch
+fi
+.venv/bin/pip install --quiet ${torch_index[@]+"${torch_index[@]}"} torch==2.13.0
 .venv/bin/pip install --quiet -e '.[dev]'
 echo "setup: done; run the tests with: .venv/bin/pytest"

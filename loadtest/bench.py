@@ -4,30 +4,33 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 
 import grpc
 import numpy as np
 import requests
 
-from serveoff.errors import ServeoffError
+from serveoff.errors import ServeoffError, Stopped
 from serveoff.loadtest.engine import LoadEngine
 from serveoff.loadtest.manifest import library_versions, machine, serveoff_info
 from serveoff.loadtest.measure import CLIENT_BOUND_BUSY, PointAborted, Subject, measure
 from serveoff.loadtest.plan import LoadPoint, SearchPolicy, WindowPolicy, open_loop
 from serveoff.loadtest.progress import BenchProgress
+from serveoff.loadtest.recorder import LATE_SEND_S
 from serveoff.loadtest.results import ResultsFile
 from serveoff.loadtest.search import RateSearch
+from serveoff.loadtest.startup import RuntimeStartup, measure_startups
 from serveoff.models.artifacts import ArtifactLayout, require_manifest
+from serveoff.serving import runtimes
 from serveoff.serving.base import Endpoints
 from serveoff.serving.fleet import Record, usage_of, usage_source
 from serveoff.serving.metrics import scrape
-from serveoff.serving.resources import ServerConfig, available_cpus
+from serveoff.serving.resources import ServerConfig, available_cpus, check_batch_fits
 from serveoff.serving.targets import SERVERS, Target, server_class
+from serveoff.signals import deferred, stop_reason
 
-FRAMEWORK_PACKAGES = {"torch": "torch", "tf": "tensorflow"}  # the distribution behind each baseline
 ANSWER_ATOL = 1e-3  # a server's answer vs the TorchScript model's: far above parity, far below a wrong model
 DRIFT_CONTROL = {
     "method": "interleaved",
@@ -64,11 +67,15 @@ class BenchPlan:
         }
 
 
-def default_targets(records: list[Record]) -> list[Target]:
-    """Every protocol of every running server, plus the in-process baseline of each one's framework."""
+def default_targets(records: list[Record], layouts: Iterable[ArtifactLayout] = ()) -> list[Target]:
+    """Every protocol of every running server, plus every in-process runtime installed here that every
+    one of ``layouts`` was built with, whether or not its framework's server runs."""
     targets = [Target(rec.server, protocol) for rec in records for protocol in ("rest", "grpc")]
-    frameworks = dict.fromkeys(server_class(rec.server).framework for rec in records)
-    return targets + [Target(framework, "inprocess") for framework in frameworks]
+    manifests = [require_manifest(layout) for layout in layouts]
+    for name in runtimes.names():
+        if runtimes.installed(name) and all(runtimes.built(name, m) is None for m in manifests):
+            targets.append(Target(*name.split(":")))
+    return targets
 
 
 def shared_config(records: list[Record]) -> ServerConfig | None:
@@ -117,15 +124,16 @@ def build_subjects(
         batch = input_batch(layout, plan.batch_size)
         for target in plan.targets:
             if target.is_baseline:
+                _runtime_built(target, layout)
                 request = {
                     "kind": "inprocess", "address": "", "path": "", "headers": {}, "body": batch.tobytes(),
                     "inprocess": {
-                        "framework": target.system, "model": model, "artifact": str(layout.root),
+                        "framework": target.name, "model": model, "artifact": str(layout.root),
                         "config": config.to_json(), "instances": config.instances or 1,
                         "dtype": str(batch.dtype), "shape": list(batch.shape),
                     },
                 }  # fmt: skip
-                source = f"in-process {target.system} {version(FRAMEWORK_PACKAGES[target.system])}"
+                source = runtimes.source(target.name)
                 subjects[model, target.name] = Subject(target, model, request, plan.batch_size, source)
                 continue
             rec = by_server[target.system]
@@ -149,10 +157,27 @@ def build_subjects(
     return subjects
 
 
+def _runtime_built(target: Target, layout: ArtifactLayout) -> None:
+    """One clear line when ``layout``'s build lacks runtime ``target`` or this machine cannot run it."""
+    if not runtimes.installed(target.name):
+        raise ServeoffError(
+            f"target {target.name} needs {', '.join(runtimes.PACKAGES[target.name])} installed; install "
+            "serveoff's pinned dependencies (./setup.sh) or choose another target"
+        )
+    why = runtimes.built(target.name, require_manifest(layout))
+    if why is not None:
+        raise ServeoffError(f"{layout.name} has no {target.name} runtime ({why}); choose another target")
+
+
 def server_source(rec: Record) -> str:
     """The server and the version it reports for itself (a test double's version says it is one)."""
     own = next(iter(rec.versions.values()), "of unknown version")
     return f"{rec.server} {own}"
+
+
+def model_layouts(models: list[str], records: list[Record], artifacts: Path) -> list[ArtifactLayout]:
+    """The artifacts each of ``models`` is benchmarked from: the servers' own, else ``artifacts``'."""
+    return [_layout(model, records, artifacts) for model in models]
 
 
 def _layout(model: str, records: list[Record], artifacts: Path) -> ArtifactLayout:
@@ -248,6 +273,10 @@ def run_manifest(
         },
         "baseline_of": {name: server_class(name).framework for name in SERVERS},
         "baselines": {
+            "runtimes": {
+                t.name: {"title": runtimes.get(t.name).title, "versions": runtimes.versions(t.name)}
+                for t in plan.targets if t.is_baseline
+            },
             "config": config.to_json(),
             "where": "in the controller's process (never in locust workers), with the servers' model "
             "instances as a thread pool off the event loop and the servers' thread counts",
@@ -285,10 +314,73 @@ def run_bench(
     if plan.search:
         plan.search.validate()
     config = shared_config(records) or _matched()
+    check_batch_fits(plan.batch_size, config)  # before any request is sent
     subjects = build_subjects(plan, records, artifacts, config)
     check_answers(subjects, records, plan.timeout_s)
     results = ResultsFile(run_dir, run_dir.name, run_manifest(plan, records, artifacts, subjects, config))
     engines = Engines(plan.workers, plan.ui_port, run_dir, plan.ui_host)
+    try:
+        results.add_runtimes(_startups(subjects, progress))
+        _run_plan(plan, subjects, results, progress, engines)
+    except PointAborted as err:
+        _finish(results, err.message, err.result)
+        raise ServeoffError(f"{err.message}; partial results saved in {results.path}") from None
+    except ServeoffError as err:
+        _finish(results, str(err))
+        raise ServeoffError(f"{err}; partial results saved in {results.path}") from None
+    except Stopped as stop:
+        _finish(results, stop.reason)
+        stop.saved = results.path
+        raise
+    except BaseException as err:  # an interrupt or a bug: the run is never left marked running
+        _finish(results, stop_reason(err))
+        raise
+    _finish(results)
+    for line in overload_warnings(results.doc["points"]):
+        progress.console.print(f"serveoff: warning: {line}", markup=False, highlight=False)
+    return results
+
+
+def _startups(subjects: dict[tuple[str, str], Subject], progress: BenchProgress) -> list[RuntimeStartup]:
+    """Load the in-process runtimes before any load point, timing each, one line per runtime."""
+    found = measure_startups(subjects)
+    for each in found:
+        compiled = f" (compile {each.compile_s:.1f} s)" if each.compile_s is not None else ""
+        progress.console.print(
+            f"{each.model} {each.target}: loaded in {each.load_s:.2f} s, first call "
+            f"{each.first_call_ms:.1f} ms{compiled}, then {each.warm_call_ms:.2f} ms",
+            markup=False, highlight=False,
+        )  # fmt: skip
+    return found
+
+
+def _finish(results: ResultsFile, error: str | None = None, last: dict | None = None) -> None:
+    """Mark the run complete, or partial with ``error`` (after adding the ``last`` point it measured);
+    a stop signal waits until the file says so."""
+    with deferred():
+        if last is not None:
+            results.add_point(last)
+        results.finish(error)
+
+
+def overload_warnings(points: list[dict]) -> list[str]:
+    """One line per sweep point whose load was not served or not sent on time (search probes may be)."""
+    lines = []
+    late_ms = f"{LATE_SEND_S * 1000:.0f} ms"
+    for point in (p for p in points if p["phase"] == "sweep"):
+        name = f"{point['model']} {point['target']} {point['label']}"
+        if point.get("overloaded"):
+            lines.append(f"{name} was overloaded: {point['overload']}; its figures describe a server past "
+                         "its capacity (find the capacity with --load search)")  # fmt: skip
+        if point.get("generator_bound"):
+            lines.append(f"{name} was generator-bound: {point['late_sends']} requests were sent over "
+                         f"{late_ms} late, which their latencies include; add --workers")  # fmt: skip
+    return lines
+
+
+def _run_plan(plan: BenchPlan, subjects: dict[tuple[str, str], Subject], results: ResultsFile,
+              progress: BenchProgress, engines: Engines) -> None:  # fmt: skip
+    """Every load point on every target (then the searches), and the load generators closed at the end."""
     try:
         progress.start(len(plan.models) * len(plan.targets) * len(plan.points), plan.policy.max_windows)
         for model in plan.models:
@@ -298,21 +390,10 @@ def run_bench(
                     _measure(engines, subjects[model, target.name], point, plan, results, progress, "sweep")
             if plan.search:
                 _search(engines, [subjects[model, t.name] for t in plan.targets], plan, results, progress)
-    except PointAborted as err:
-        results.add_point(err.result)
-        results.finish(err.message)
-        raise ServeoffError(f"{err.message}; partial results saved in {results.path}") from None
-    except ServeoffError as err:
-        results.finish(str(err))
-        raise ServeoffError(f"{err}; partial results saved in {results.path}") from None
-    except KeyboardInterrupt:
-        results.finish("interrupted")
-        raise
     finally:
-        progress.close()
-        engines.close()
-    results.finish()
-    return results
+        with deferred():  # a stop signal waits until the locust workers are stopped too
+            progress.close()
+            engines.close()
 
 
 class Engines:
@@ -377,7 +458,11 @@ def describe(point: dict, seconds: float) -> str:
     flags = [] if point["stable"] else ["unstable"]
     if point["client_bound"]:
         flags.append("CLIENT-BOUND")
-    if summary.get("failed"):
+    if point.get("generator_bound"):
+        flags.append(f"GENERATOR-BOUND: {point['late_sends']} requests sent late")
+    if point.get("overloaded"):
+        flags.append(f"OVERLOADED: {point['overload']}")
+    elif summary.get("failed"):
         flags.append(f"{summary['failed']} failed")
     return (
         f"{point['model']} {point['target']:<16} {point['label']:<10} {rps:9.1f} req/s  p50 {ms('p50')}  "

@@ -148,6 +148,10 @@ class LoadEngine:
             generator_busy=max(p["generator_busy"] for p in parts),
             unfinished=sum(p["unfinished"] for p in parts),
             generators=len(parts),
+            scheduled=sum(p["scheduled"] for p in parts),
+            late_sends=sum(p["late_sends"] for p in parts),
+            queued=sum(p["queued"] for p in parts),
+            send_lag_max_s=max(p["send_lag_max_s"] for p in parts),
         )
 
     def stop_users(self) -> None:

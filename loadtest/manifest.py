@@ -56,11 +56,12 @@ def git_commit() -> dict[str, object]:
 
 
 def machine() -> dict[str, object]:
-    """The machine: CPU model, cores, the CPUs this process may use, memory, kernel."""
+    """The machine: CPU model and architecture, cores, the CPUs this process may use, memory, kernel."""
     import psutil
 
     return {
         "cpu_model": cpu_model(),
+        "architecture": platform.machine(),
         "cores_logical": os.cpu_count(),
         "cores_physical": psutil.cpu_count(logical=False),
         "cpus_available": list(available_cpus()),

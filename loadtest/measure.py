@@ -12,7 +12,7 @@ from serveoff.loadtest.cost import CostSampler, sleep_until
 from serveoff.loadtest.engine import LoadEngine
 from serveoff.loadtest.histograms import encode, merge
 from serveoff.loadtest.plan import CLOSED, LoadPoint, WindowPolicy
-from serveoff.loadtest.stats import Window, estimate, stable
+from serveoff.loadtest.stats import Window, estimate, load_flags, stable
 from serveoff.serving.process import ServerError
 from serveoff.serving.targets import Target
 from serveoff.serving.usage import Usage
@@ -140,6 +140,7 @@ def point_result(
         "stable": stable(windows, policy, point.loop != CLOSED),
         "generator_busy_max": round(busy, 3),
         "client_bound": busy >= CLIENT_BOUND_BUSY,
+        **load_flags(windows),
         "summary": estimate(windows, subject.batch_size, seed) if windows else None,
         "histogram": encode(merge(w.histogram for w in windows)),
         "windows": [w.to_json() for w in windows],

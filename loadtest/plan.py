@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from serveoff.errors import ServeoffError
@@ -11,6 +12,60 @@ LOADS = ("closed", "open", "search")
 ARRIVALS = ("poisson", "constant")
 DEFAULT_CONCURRENCY = (1, 2, 4, 8, 16, 32)
 DEFAULT_RATES = (25.0, 50.0, 100.0, 200.0)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The values a numeric option may take: ``low`` (``above``: exclusive) up to ``high``, and why."""
+
+    low: float
+    high: float
+    unit: str = ""
+    why: str = ""  # why the upper bound (or the lower one) is there
+    above: bool = False
+
+
+_HISTOGRAM = "latencies are tracked up to 10 minutes"
+_GENERATOR = "past what serveoff's load generators make: one process sends about 4,000 requests/s"
+_USERS = "each user holds a connection and a greenlet in the load generator: past that it measures itself"
+LIMITS: dict[str, Bound] = {
+    "--concurrency": Bound(1, 10_000, "users per point", _USERS),
+    "--rate": Bound(0.1, 100_000, "requests/s", _GENERATOR),
+    "--start-rate": Bound(0.1, 100_000, "requests/s", _GENERATOR),
+    "--p99-bound-ms": Bound(0, 600_000, "ms", _HISTOGRAM, above=True),
+    "--max-probes": Bound(2, 100, "probes", "a search bisects to 10% within a few dozen probes"),
+    "--batch-size": Bound(1, 1024, "inputs", "each request is built in memory and sent whole"),
+    "--timeout": Bound(0, 600, "s", _HISTOGRAM, above=True),
+    "--warmup": Bound(0, 3600, "s", "an hour warms up any server"),
+    "--window": Bound(0.1, 3600, "s", "windows are closed on a 20 ms tick"),
+    "--min-windows": Bound(1, 100, "windows", "each window keeps its own latency histogram"),
+    "--max-windows": Bound(1, 100, "windows", "each window keeps its own latency histogram"),
+    "--tolerance": Bound(0, 0.9, "", "a share of the mean: windows further apart do not agree", above=True),
+    "--workers": Bound(0, 64, "processes", "each worker is a Python process of its own"),
+    "--ui-port": Bound(1, 65_535, "", "a TCP port"),
+    "--seed": Bound(0, 2**63 - 1, "", "seeds are non-negative 64-bit integers"),
+}
+
+
+def check(flag: str, value: float) -> None:
+    """One clear line when ``value`` of option ``flag`` is not a finite number within ``LIMITS[flag]``."""
+    bound = LIMITS[flag]
+    unit = f" {bound.unit}" if bound.unit else ""
+    low, high, shown = _number(bound.low), _number(bound.high), _number(value, plain=True)
+    span = f"more than {low} and at most {high}{unit}" if bound.above else f"from {low} to {high}{unit}"
+    if not math.isfinite(value):
+        raise ServeoffError(f"{flag} {value} is not a finite number; give a value {span}")
+    if value > bound.high:
+        raise ServeoffError(f"{flag} {shown} is too high: at most {high}{unit} ({bound.why})")
+    if value < bound.low or (bound.above and value == bound.low):
+        raise ServeoffError(f"{flag} {shown} is too low; give a value {span}")
+
+
+def _number(value: float, plain: bool = False) -> str:
+    """``10,000`` and ``0.1`` (``plain``: as typed, ``100000000``)."""
+    if isinstance(value, int):
+        return str(value) if plain else f"{value:,}"
+    return f"{value:g}" if plain else f"{value:,g}"
 
 
 @dataclass(frozen=True)
@@ -62,14 +117,16 @@ class WindowPolicy:
     tolerance: float = 0.10
 
     def validate(self) -> None:
-        if self.warmup_s < 0 or self.window_s <= 0:
-            raise ServeoffError("--warmup must be 0 s or more and --window more than 0 s")
-        if not 1 <= self.min_windows <= self.max_windows:
+        """One clear line for a value out of its bounds (``LIMITS``) or min-windows above max-windows."""
+        check("--warmup", self.warmup_s)
+        check("--window", self.window_s)
+        check("--min-windows", self.min_windows)
+        check("--max-windows", self.max_windows)
+        check("--tolerance", self.tolerance)
+        if self.min_windows > self.max_windows:
             raise ServeoffError(
                 f"need 1 <= --min-windows ({self.min_windows}) <= --max-windows ({self.max_windows})"
             )
-        if not 0 < self.tolerance < 1:
-            raise ServeoffError(f"--tolerance must be between 0 and 1, got {self.tolerance}")
 
     @property
     def longest_s(self) -> float:
@@ -99,23 +156,30 @@ class SearchPolicy:
     arrival: str = "poisson"
 
     def validate(self) -> None:
-        if self.p99_bound_ms <= 0 or self.start_rate <= 0:
-            raise ServeoffError("--p99-bound-ms and --start-rate must be positive")
-        if self.max_probes < 2:
-            raise ServeoffError(f"--max-probes must be at least 2, got {self.max_probes}")
+        """One clear line for a value out of its bounds (``LIMITS``)."""
+        check("--p99-bound-ms", self.p99_bound_ms)
+        check("--start-rate", self.start_rate)
+        check("--max-probes", self.max_probes)
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
 def parse_numbers(text: str, what: str, kind: type = int) -> tuple:
-    """``1,2,4`` as numbers; one clear line when malformed or not positive."""
+    """``1,2,4`` as numbers; one clear line when empty, malformed, not positive or out of ``LIMITS[what]``."""
+    parts = [part.strip() for part in text.split(",")]
+    if not text.strip():
+        raise ServeoffError(f"{what} {text!r} is empty; write it like 1,2,4, or leave it out for the default")
+    if not all(parts):
+        raise ServeoffError(f"{what} {text!r} has an empty entry; write it like 1,2,4")
     try:
-        values = tuple(kind(part) for part in text.split(",") if part.strip())
+        values = tuple(kind(part) for part in parts)
     except ValueError:
         raise ServeoffError(f"{what} {text!r} is malformed; write it like 1,2,4") from None
-    if not values or any(v <= 0 for v in values):
+    if any(v <= 0 for v in values):
         raise ServeoffError(f"{what} {text!r} must list positive numbers")
+    for value in values:
+        check(what, value)
     return values
 
 
@@ -125,10 +189,10 @@ def load_points(load: str, concurrency: str | None, rates: str | None, arrival: 
         raise ServeoffError(f"unknown load {load!r}; choose one of: {', '.join(LOADS)}")
     if arrival not in ARRIVALS:
         raise ServeoffError(f"unknown arrival process {arrival!r}; choose one of: {', '.join(ARRIVALS)}")
+    given_concurrency = parse_numbers(concurrency, "--concurrency") if concurrency is not None else None
+    given_rates = parse_numbers(rates, "--rate", float) if rates is not None else None
     if load == CLOSED:
-        levels = parse_numbers(concurrency, "--concurrency") if concurrency else DEFAULT_CONCURRENCY
-        return [closed(c) for c in levels]
+        return [closed(c) for c in given_concurrency or DEFAULT_CONCURRENCY]
     if load == OPEN:
-        levels = parse_numbers(rates, "--rate", float) if rates else DEFAULT_RATES
-        return [open_loop(r, arrival) for r in levels]
+        return [open_loop(r, arrival) for r in given_rates or DEFAULT_RATES]
     return []

@@ -1,8 +1,10 @@
 """Per-process recording: each request's latency goes into the window of its scheduled send time.
 
 A window closes once every request scheduled in it has been answered (or, at the latest, a drain time
-after its end, counting the rest as unfinished). Closed windows are reported to the controller with
-their encoded histogram and how busy this process's event loop was, the load generator's self-check.
+after its end, counting the rest as unfinished): every scheduled request is counted once, as answered,
+failed by kind, or unfinished. Closed windows are reported to the controller with their encoded
+histogram, how late requests were sent, and how busy this process's event loop was (the load
+generator's self-checks).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import psutil
 from serveoff.loadtest.histograms import encode, new_histogram, record
 
 TICK_S = 0.02
+LATE_SEND_S = 0.02  # a request sent this long after its scheduled time, with a slot free, was sent late
 
 
 def event_loop_cpu_s() -> float:
@@ -42,6 +45,7 @@ class WindowRecorder:
         max_windows: int,
         drain_s: float,
         report: Callable[[dict], None],
+        open_loop: bool = False,
     ) -> None:
         self.point = point
         self.worker = worker
@@ -50,10 +54,16 @@ class WindowRecorder:
         self.max_windows = max_windows
         self.drain_s = drain_s
         self.report = report
+        self.open_loop = open_loop
+        self.schedules: list[Callable[[float], None]] = []  # open loop: each user's arrivals, to advance
         self.histograms = [new_histogram() for _ in range(max_windows)]
         self.ok = [0] * max_windows
         self.errors = [Counter() for _ in range(max_windows)]
         self.pending = [0] * max_windows
+        self.scheduled = [0] * max_windows
+        self.late = [0] * max_windows  # sent late with a slot free: the generator itself lagged
+        self.queued = [0] * max_windows  # waited for a slot: the server had not answered the earlier ones
+        self.lag_max = [0.0] * max_windows
         self.closed = [False] * max_windows
         self.loop_cpu: dict[int, float] = {}  # event-loop CPU seconds at each window boundary
         self.greenlet = gevent.spawn(self._close_windows)
@@ -68,7 +78,23 @@ class WindowRecorder:
         index = self.window_of(scheduled)
         if index is not None:
             self.pending[index] += 1
+            self.scheduled[index] += 1
         return index
+
+    def add_schedule(self, advance: Callable[[float], None]) -> None:
+        """An open-loop user's schedule: ``advance(t)`` counts every arrival due by ``t``."""
+        self.schedules.append(advance)
+
+    def sent(self, index: int | None, scheduled: float, queued: bool) -> None:
+        """A request ``begin`` returned ``index`` for is sent now; ``queued``: it had waited for a slot."""
+        if index is None or self.closed[index]:
+            return
+        lag = time.monotonic() - scheduled
+        self.lag_max[index] = max(self.lag_max[index], lag)
+        if queued:
+            self.queued[index] += 1
+        elif lag > LATE_SEND_S:
+            self.late[index] += 1
 
     def finish(self, index: int | None, scheduled: float, error: str | None) -> None:
         """Record the outcome of a request ``begin`` returned ``index`` for, timed from ``scheduled``."""
@@ -101,7 +127,10 @@ class WindowRecorder:
             end = self.start + (index + 1) * self.window_s
             if self.closed[index] or index + 1 not in self.loop_cpu:
                 continue
-            if self.pending[index] <= 0 or now >= end + self.drain_s:
+            for advance in self.schedules:  # a lagging generator's arrivals of this window count too
+                advance(end)
+            counted = bool(self.schedules) or not self.open_loop
+            if (counted and self.pending[index] <= 0) or now >= end + self.drain_s:
                 self._close(index)
 
     def _close(self, index: int) -> None:
@@ -113,9 +142,13 @@ class WindowRecorder:
                 "worker": self.worker,
                 "index": index,
                 "duration_s": self.window_s,
+                "scheduled": self.scheduled[index],
                 "requests": self.ok[index],
                 "errors": dict(self.errors[index]),
-                "unfinished": max(self.pending[index], 0),
+                "unfinished": self.pending[index],
+                "late_sends": self.late[index],
+                "queued": self.queued[index],
+                "send_lag_max_s": round(self.lag_max[index], 6),
                 "histogram": encode(self.histograms[index]),
                 "generator_busy": busy,
             }

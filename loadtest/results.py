@@ -1,29 +1,38 @@
 """``results/<run-id>/results.json``: the contract between the load test, the report and the gate.
 
-Schema ``serveoff.results/1``::
+Schema ``serveoff.results/2`` (files of ``serveoff.results/1``, which lack ``runtimes``, still read)::
 
     schema, run_id, status ("running" | "complete" | "partial"), error (null or the reason it stopped),
     started_at, finished_at,
     manifest: versions of servers, frameworks and libraries; CPU, cores, pinning; configs; git commit;
               the load plan, window policy and drift control,
     points: one entry per (model, target, load point): statistics with confidence intervals, cost,
-            server metrics, the merged and per-window latency histograms (HdrHistogram, base64),
+            server metrics, the flags stable, client_bound, overloaded (with why) and generator_bound,
+            the merged and per-window latency histograms (HdrHistogram, base64),
     searches: per (model, target), the highest open-loop rate whose p99 stayed under the bound,
-    serving_tax: per server load point, its latency minus the matching in-process baseline's.
+    serving_tax: per server load point, its latency minus the matching in-process baseline's,
+    runtimes: per (model, in-process runtime), its load time, first call, warm call and compile time.
 
 The file is rewritten atomically after every load point, so a run that stops early keeps what it measured.
+It is strict JSON: a value that is not a finite number is written as null.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from serveoff.errors import ServeoffError
 
-SCHEMA = "serveoff.results/1"
+if TYPE_CHECKING:
+    from serveoff.loadtest.startup import RuntimeStartup
+
+SCHEMA = "serveoff.results/2"
+READABLE = ("serveoff.results/1", SCHEMA)  # /1: no runtimes[]
 RESULTS_FILE = "results.json"
 TAX_PERCENTILES = ("p50", "p99")
 
@@ -48,6 +57,7 @@ class ResultsFile:
             "points": [],
             "searches": [],
             "serving_tax": [],
+            "runtimes": [],
         }
         run_dir.mkdir(parents=True, exist_ok=True)
         self.write()
@@ -55,6 +65,11 @@ class ResultsFile:
     def add_point(self, point: dict) -> None:
         self.doc["points"].append(point)
         self.doc["serving_tax"] = serving_tax(self.doc["points"], self.doc["manifest"]["baseline_of"])
+        self.write()
+
+    def add_runtimes(self, startups: list[RuntimeStartup]) -> None:
+        """Record what the in-process runtimes cost before they served."""
+        self.doc["runtimes"] += [startup.to_json() for startup in startups]
         self.write()
 
     def add_search(self, search: dict) -> None:
@@ -69,21 +84,34 @@ class ResultsFile:
         self.write()
 
     def write(self) -> None:
+        """Write the file atomically: strict JSON, a value that is not a finite number written as null."""
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w") as f:
-            json.dump(self.doc, f, indent=1)
+            json.dump(finite(self.doc), f, indent=1, allow_nan=False)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
         tmp.replace(self.path)
 
 
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity inside it replaced by ``None`` (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value
+
+
 def serving_tax(points: list[dict], baseline_of: dict[str, str]) -> list[dict]:
-    """Each server point's latency minus its framework's in-process baseline at the same load."""
+    """Each server point's latency minus its framework's plain in-process runtime (the artifact the server
+    runs: ``torch:inprocess``, ``tf:inprocess``) at the same load."""
     baselines = {
         (p["model"], p["system"], json.dumps(p["load"], sort_keys=True), p["phase"]): p
         for p in points
-        if p["baseline"] and p.get("summary")
+        if p["baseline"] and p.get("summary") and p["target"] == f"{p['system']}:inprocess"
     }
     taxes = []
     for point in points:
@@ -130,7 +158,7 @@ def read_results(run_dir: Path) -> dict:
         ) from None
     except (OSError, ValueError) as err:
         raise ServeoffError(f"cannot read {path}: {err}") from None
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+    if not isinstance(doc, dict) or doc.get("schema") not in READABLE:
         found = doc.get("schema") if isinstance(doc, dict) else None
         raise ServeoffError(f"{path} has schema {found!r}, not {SCHEMA!r}; re-run it with this serveoff")
     return doc

@@ -52,15 +52,17 @@ class RateSearch:
                 "rate": rate,
                 "passed": passed,
                 "client_bound": point["client_bound"],
+                "generator_bound": point.get("generator_bound", False),
+                "overloaded": point.get("overloaded", False),
                 "p99_us": summary["latency_us"]["p99"]["value"] if summary else None,
                 "throughput_rps": summary["throughput_rps"]["value"] if summary else None,
                 "error_rate": summary["error_rate"]["value"] if summary else None,
             }
         )
-        if point["client_bound"]:
+        if point["client_bound"] or point.get("generator_bound"):
             self.note = (
-                f"stopped at {rate:g}/s: the load generator was saturated (client-bound), so higher "
-                "rates would measure the generator; add --workers"
+                f"stopped at {rate:g}/s: the load generator was saturated (client-bound) or sent requests "
+                "late (generator-bound), so higher rates would measure the generator; add --workers"
             )
         elif passed:
             self.passed_rate = max(rate, self.passed_rate or 0.0)

@@ -17,6 +17,8 @@ from serveoff.loadtest.plan import WindowPolicy
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
+OVERLOADED_SHARE = 0.01  # more scheduled requests than this failed or went unanswered: load not served
+GENERATOR_LATE_SHARE = 0.01  # more requests than this were sent late with a slot free: the generator lagged
 
 
 @dataclass
@@ -32,6 +34,10 @@ class Window:
     server_cpu_s: float | None = None  # CPU seconds the server's processes used in the window
     unfinished: int = 0  # requests still unanswered when the window had to close
     generators: int = 1  # load-generator processes whose recordings were merged
+    scheduled: int | None = None  # requests scheduled in the window (None: read from an older results file)
+    late_sends: int = 0  # sent over LATE_SEND_S after their scheduled time though a slot was free
+    queued: int = 0  # open loop: waited in the generator for one of its in-flight slots
+    send_lag_max_s: float = 0.0  # the latest any of its requests was sent after its scheduled time
 
     @property
     def throughput(self) -> float:
@@ -50,6 +56,10 @@ class Window:
             "requests": self.requests,
             "errors": self.errors,
             "unfinished": self.unfinished,
+            "scheduled": self.scheduled,
+            "late_sends": self.late_sends,
+            "queued": self.queued,
+            "send_lag_max_s": self.send_lag_max_s,
             "generators": self.generators,
             "generator_busy": round(self.generator_busy, 3),
             "server_cpu_s": self.server_cpu_s,
@@ -69,6 +79,10 @@ class Window:
             server_cpu_s=doc["server_cpu_s"],
             unfinished=doc["unfinished"],
             generators=doc["generators"],
+            scheduled=doc.get("scheduled"),
+            late_sends=doc.get("late_sends", 0),
+            queued=doc.get("queued", 0),
+            send_lag_max_s=doc.get("send_lag_max_s", 0.0),
         )
 
 
@@ -84,6 +98,33 @@ def stable(windows: list[Window], policy: WindowPolicy, open_loop: bool = False)
     p50 = [summary(w.histogram)["p50"] or 0.0 for w in recent]
     steady_rate = open_loop or _within([w.throughput for w in recent], policy.tolerance)
     return steady_rate and _within(p50, policy.tolerance)
+
+
+def load_flags(windows: list[Window]) -> dict:
+    """Whether the offered load was served (``overloaded``, with why) and sent on time (``generator_bound``).
+
+    Every scheduled request counts: answered, failed by kind, or unfinished when its window closed.
+    """
+    scheduled = sum(w.requests + w.failed if w.scheduled is None else w.scheduled for w in windows)
+    failed = sum(w.failed for w in windows)
+    late = sum(w.late_sends for w in windows)
+    overloaded = failed > OVERLOADED_SHARE * scheduled
+    kinds: dict[str, int] = {}
+    for window in windows:
+        for kind, count in [*window.errors.items(), ("unfinished", window.unfinished)]:
+            kinds[kind] = kinds.get(kind, 0) + count
+    shown = ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]) if n)
+    share = failed / scheduled if scheduled else 0.0
+    return {
+        "overloaded": overloaded,
+        "overload": f"{share:.1%} of {scheduled:,} scheduled requests failed or unanswered ({shown})"
+        if overloaded
+        else None,
+        "generator_bound": late > GENERATOR_LATE_SHARE * scheduled,
+        "late_sends": late,
+        "queued_in_generator": sum(w.queued for w in windows),
+        "send_lag_max_ms": round(1000 * max((w.send_lag_max_s for w in windows), default=0.0), 3),
+    }
 
 
 def _within(values: list[float], tolerance: float) -> bool:
@@ -187,8 +228,10 @@ def estimate(windows: list[Window], batch_size: int, seed: int = 0) -> dict:
             errors[kind] = errors.get(kind, 0) + count
         if window.unfinished:
             errors["unfinished"] = errors.get("unfinished", 0) + window.unfinished
+    scheduled = [w.scheduled for w in windows]
     result = {
         "windows": len(windows),
+        "scheduled": sum(scheduled) if None not in scheduled else None,  # None: an older results file
         "requests": int(requests.sum()),
         "failed": int(failed.sum()),
         "errors": errors,

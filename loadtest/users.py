@@ -16,6 +16,8 @@ import os
 import random
 import socket
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,7 @@ from locust import User
 from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
 
+from serveoff.loadtest.failures import grpc_error
 from serveoff.loadtest.recorder import WindowRecorder
 
 grpc_gevent.init_gevent()  # gRPC calls must yield to gevent like every other request
@@ -36,6 +39,9 @@ grpc_gevent.init_gevent()  # gRPC calls must yield to gevent like every other re
 PREPARE, PREPARED, GO, WINDOW = "serveoff_prepare", "serveoff_prepared", "serveoff_go", "serveoff_window"
 GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 MAX_OUTSTANDING = 512  # open loop: requests in flight per process before arrivals queue in the generator
+MAX_WAITING = 100_000  # open loop: arrivals that may wait for a slot; past it the oldest is not sent at all
+NOT_SENT = "timeout before send (generator queue)"  # waited --timeout for one of the MAX_OUTSTANDING slots
+QUEUE_FULL = "not sent (generator queue full)"  # MAX_WAITING arrivals were waiting already
 
 
 @dataclass
@@ -98,6 +104,7 @@ def go(environment: Environment, measure_start: float) -> None:
         spec["max_windows"],
         spec["timeout_s"] + 1.0,
         lambda window: environment.runner.send_message(WINDOW, window),
+        open_loop=spec["load"]["loop"] == "open",
     )
 
 
@@ -144,26 +151,15 @@ class LoadLoop:
     def _open_loop(self, spec: dict, recorder: WindowRecorder) -> None:
         """Arrivals at scheduled times whatever the answers; latency counts from the scheduled time."""
         load = spec["load"]
-        rate = load["rate"] / spec["users"]
         rng = random.Random(f"{spec['seed']}/{STATE.generator}/{next(_seeds)}")  # distinct per process
-        pool = gevent.pool.Pool(MAX_OUTSTANDING)
-        self._pool = pool
-        scheduled = time.monotonic()
-        while True:
-            scheduled += rng.expovariate(rate) if load["arrival"] == "poisson" else 1.0 / rate
-            delay = scheduled - time.monotonic()
-            if delay > 0:
-                gevent.sleep(delay)
-            index = recorder.begin(scheduled)
-            pool.spawn(self._timed, recorder, index, scheduled)  # waits while MAX_OUTSTANDING are in flight
-
-    def _timed(self, recorder: WindowRecorder, index: int | None, scheduled: float) -> None:
-        recorder.finish(index, scheduled, self.send(scheduled))
+        rate, poisson = load["rate"] / spec["users"], load["arrival"] == "poisson"
+        self._schedule = OpenSchedule(recorder, rate, poisson, rng, self.send, spec["timeout_s"])
+        self._schedule.run()
 
     def on_stop(self) -> None:
-        pool = getattr(self, "_pool", None)
-        if pool is not None:
-            pool.kill(block=False)
+        schedule = getattr(self, "_schedule", None)
+        if schedule is not None:
+            schedule.stop()
 
     def send(self, scheduled: float) -> str | None:
         """Send the prepared request once; the kind of error, or ``None`` when answered successfully."""
@@ -179,6 +175,81 @@ class LoadLoop:
             exception=RuntimeError(error) if error else None,
             context={},
         )
+
+
+class OpenSchedule:
+    """One open-loop user's arrivals: each is counted in its window when due, whatever the sending does.
+
+    Arrivals are sent at once while fewer than ``MAX_OUTSTANDING`` are in flight; the rest wait in a
+    queue, oldest first, and one that waited ``timeout_s`` counts as ``NOT_SENT`` (past ``MAX_WAITING``
+    waiting, the oldest as ``QUEUE_FULL``). The recorder also advances the schedule before it closes a
+    window, so a generator that fell behind (a saturated event loop) still counts every arrival of that
+    window: answered, failed by kind, or unfinished.
+    """
+
+    def __init__(
+        self,
+        recorder: WindowRecorder,
+        rate: float,
+        poisson: bool,
+        rng: random.Random,
+        send: Callable[[float], str | None],
+        timeout_s: float,
+    ) -> None:
+        self.recorder, self.rate, self.poisson, self.rng = recorder, rate, poisson, rng
+        self.send, self.timeout_s = send, timeout_s
+        # a user spawned after measurement began still owes every arrival since then
+        self.next_at = min(time.monotonic(), recorder.start) + self._gap()
+        self.waiting: deque[tuple[int | None, float]] = deque()
+        self.in_flight = 0
+        self.senders = gevent.pool.Group()
+        recorder.add_schedule(self.advance_to)
+
+    def _gap(self) -> float:
+        return self.rng.expovariate(self.rate) if self.poisson else 1.0 / self.rate
+
+    def run(self) -> None:
+        """Release arrivals as they fall due, forever (the user's greenlet is killed to stop it)."""
+        while True:
+            self.advance_to(time.monotonic())
+            gevent.sleep(max(0.0, self.next_at - time.monotonic()))
+
+    def advance_to(self, now: float) -> None:
+        """Count every arrival due by ``now`` in its window and send or queue it."""
+        while self.next_at <= now:
+            scheduled = self.next_at
+            self.next_at += self._gap()
+            index = self.recorder.begin(scheduled)
+            if self.in_flight < MAX_OUTSTANDING:
+                self.in_flight += 1
+                self.senders.spawn(self._sender, index, scheduled)
+            else:
+                self.waiting.append((index, scheduled))
+        self._expire(now)
+        while len(self.waiting) > MAX_WAITING:  # memory stays bounded however far the server is behind
+            self.recorder.finish(*self.waiting.popleft(), QUEUE_FULL)
+
+    def _expire(self, now: float) -> None:
+        while self.waiting and self.waiting[0][1] < now - self.timeout_s:
+            index, scheduled = self.waiting.popleft()
+            self.recorder.finish(index, scheduled, NOT_SENT)
+
+    def _sender(self, index: int | None, scheduled: float) -> None:
+        """Send one arrival, then the queued ones, until none waits."""
+        queued = False
+        try:
+            while True:
+                self.recorder.sent(index, scheduled, queued)
+                self.recorder.finish(index, scheduled, self.send(scheduled))
+                self._expire(time.monotonic())
+                if not self.waiting:
+                    return
+                (index, scheduled), queued = self.waiting.popleft(), True
+        finally:
+            self.in_flight -= 1
+
+    def stop(self) -> None:
+        self.senders.kill(block=False)
 
 
 class HttpTarget(LoadLoop, FastHttpUser):
@@ -207,6 +278,8 @@ def http_error(status: int, exception: BaseException | None) -> str:
     """The kind of a failed HTTP request: ``HTTP 503``, ``timeout`` or ``connection <reason>``."""
     if status:
         return f"HTTP {status}"
+    # geventhttpclient gives up on a timed-out request with RetriesExceeded, the timeout as its ``original``
+    exception = getattr(exception, "original", None) or exception
     if isinstance(exception, TimeoutError | socket.timeout | gevent.Timeout):
         return "timeout"
     return f"connection {type(exception).__name__}" if exception else "connection failed"
@@ -233,9 +306,7 @@ class GrpcTarget(LoadLoop, User):
         try:
             size = len(self.call(spec["body"], timeout=spec["timeout_s"]))
         except grpc.RpcError as err:
-            error = (
-                "timeout" if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED else f"gRPC {err.code().name}"
-            )
+            error = grpc_error(err.code(), err.details() or "")
         self.fire(spec["name"], started, size, error)
         return error
 

@@ -2,11 +2,13 @@
 
 <out>/<name>/
   manifest.json            what was built, from what, with which versions
-  parity.json              TorchScript vs SavedModel figures
+  parity.json              TorchScript vs SavedModel figures, and every in-process runtime's
   samples.npy              a few held-out wire-format inputs, for payloads
   torchscript/model.pt     the in-process PyTorch artifact
   torchserve/<name>.mar    TorchServe's model store
   tfserving/<name>/1/      TF Serving's model base path and version
+  torch-export/model.pt2   the exported program torch:compiled compiles (zoo builds)
+  onnx/model.onnx          the ONNX export onnx:inprocess runs
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ VERSIONED_PACKAGES = ("torch", "tensorflow", "keras", "torchserve", "torch-model
 
 def check_name(name: str) -> str:
     """``name`` if it can name a .mar, a TF Serving model and a URL path; a clear error otherwise."""
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise ServeoffError(
             f"model name {name!r} is not usable; use letters, digits, '-', '_' or '.' (at most 64, starting "
             "with a letter or digit)"
@@ -36,8 +38,13 @@ def check_name(name: str) -> str:
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of every library that shapes an artifact."""
-    return {"python": platform.python_version()} | {pkg: version(pkg) for pkg in VERSIONED_PACKAGES}
+    """Versions of every library that shapes an artifact, the in-process runtimes' included."""
+    from serveoff.serving import runtimes
+
+    found = {"python": platform.python_version()} | {pkg: version(pkg) for pkg in VERSIONED_PACKAGES}
+    for name in runtimes.names():
+        found |= runtimes.versions(name)
+    return found
 
 
 @dataclass(frozen=True)
@@ -101,13 +108,34 @@ def require_manifest(layout: ArtifactLayout) -> dict:
     return manifest
 
 
+def built_source(root: Path) -> str | None:
+    """Which kind of build ``root`` holds, complete or not: ``"zoo"``, ``"user"`` (your own model) or
+    ``None`` when it holds none."""
+    try:
+        manifest = json.loads((root / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest.get("source") if isinstance(manifest, dict) else None
+
+
+def user_build(artifacts: Path, name: str) -> ArtifactLayout | None:
+    """The layout of your own model ``name`` if ``artifacts`` holds a complete build of it, else ``None``."""
+    if not NAME_PATTERN.fullmatch(name):
+        return None  # not a name a build can have: never looked up as a path
+    layout = ArtifactLayout(artifacts / name, name)
+    manifest = read_manifest(layout.root)
+    if manifest is None or manifest.get("source") != "user" or manifest.get("name") != name:
+        return None
+    return layout
+
+
 def read_manifest(root: Path) -> dict | None:
     """The manifest of a complete artifact directory, or ``None`` when it is missing or incomplete."""
     try:
         manifest = json.loads((root / "manifest.json").read_text())
     except (OSError, ValueError):
         return None
-    if manifest.get("schema") != SCHEMA:
+    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
         return None
     if not all((root / rel).exists() for rel in manifest.get("files", {}).values()):
         return None

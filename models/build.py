@@ -22,16 +22,26 @@ import torch
 import serveoff.models
 from serveoff.errors import ParityError, ServeoffError
 from serveoff.models import zoo
-from serveoff.models.artifacts import SCHEMA, ArtifactLayout, check_name, library_versions, read_manifest
+from serveoff.models.artifacts import (
+    SCHEMA,
+    ArtifactLayout,
+    built_source,
+    check_name,
+    library_versions,
+    read_manifest,
+)
 from serveoff.models.export import OUTPUT_NAME, export_savedmodel, export_torchscript
 from serveoff.models.parity import DEFAULT_ATOL, ParityReport, compare
 from serveoff.models.runners import SavedModelRunner, TorchScriptRunner
+from serveoff.models.runtime_build import RuntimeBuild, build_runtimes
 from serveoff.models.spec import Architecture, InputSpec
 from serveoff.models.train import train
+from serveoff.serving import runtimes
 from serveoff.serving.tfserving import package as tfserving_package
 from serveoff.serving.torchserve import package as torchserve_package
 
 SAMPLES_KEPT = 8
+NPY_MAGIC = np.lib.format.MAGIC_PREFIX  # how every .npy file begins
 Log = Callable[[str], None]
 
 
@@ -46,9 +56,10 @@ class BuildResult:
 
 
 def code_fingerprint() -> str:
-    """A hash of the code that turns a model into artifacts (models and both packagers)."""
+    """A hash of the code that turns a model into artifacts (models, the runtimes and both packagers)."""
     digest = hashlib.sha256()
     models = sorted(Path(serveoff.models.__file__).parent.rglob("*.py"))
+    models += sorted(Path(runtimes.__file__).parent.glob("*.py"))
     packagers = [Path(p.__file__) for p in (torchserve_package, tfserving_package)]
     packagers.append(torchserve_package.HANDLER)
     for path in [*models, *packagers]:
@@ -78,7 +89,10 @@ def cached(root: Path, content_hash: str, atol: float) -> ParityReport | None:
     if manifest is None or manifest["content_hash"] != content_hash:
         return None
     figures = json.loads((root / manifest["files"]["parity"]).read_text())
-    figures.pop("passed", None)
+    if list(figures.get("runtimes", {})) != list(runtimes.names()):
+        return None  # built before a runtime was registered (or after one was removed)
+    for derived in ("passed", "reference", "runtimes"):
+        figures.pop(derived, None)
     report = ParityReport(**(figures | {"atol": atol}))
     return report if report.passed else None
 
@@ -86,10 +100,15 @@ def cached(root: Path, content_hash: str, atol: float) -> ParityReport | None:
 @contextmanager
 def staged(final: Path) -> Iterator[Path]:
     """A fresh staging directory that replaces ``final`` only when the body completes."""
-    final.parent.mkdir(parents=True, exist_ok=True)
     staging = final.parent / f".staging-{final.name}-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+    except OSError as err:
+        raise ServeoffError(
+            f"cannot build into {final.parent}: {err.strerror or err}; choose another artifacts directory"
+        ) from None
     try:
         yield staging
         old = final.parent / f".old-{final.name}-{os.getpid()}"
@@ -113,6 +132,12 @@ def build_zoo_model(
     arch = zoo.architecture(name)
     content_hash = zoo_hash(arch, seed)
     final = out / name
+    if built_source(final) == "user":
+        raise ServeoffError(
+            f"{final} holds a model of your own built under the zoo name {name!r}; a zoo build never "
+            "replaces it: move it away (and rebuild yours under another --name) or use another artifacts "
+            "directory"
+        )
     report = cached(final, content_hash, atol)
     if report is not None:
         log(f"{name}: up to date ({report.summary()})")
@@ -131,6 +156,8 @@ def build_zoo_model(
         arch.port_weights(module, model)
         export_savedmodel(model, arch.input, layout.savedmodel)
         report = check_parity(name, layout, data.x_heldout, atol, log)
+        built = build_runtimes(name, layout, module, data.x_heldout, atol, log)
+        write_parity(layout, report, built)
         torchserve_package.make_mar(name, layout.torchscript, arch.input, layout.model_store)
         np.save(layout.samples, data.x_heldout[:SAMPLES_KEPT])
         write_manifest(
@@ -140,6 +167,7 @@ def build_zoo_model(
             input_spec=arch.input,
             output={"name": OUTPUT_NAME, "dtype": "float32", "shape": [arch.num_classes]},
             details={"description": arch.description, "config": arch.config(), "seed": seed},
+            built=built,
         )
         log(f"{name}: built in {time.perf_counter() - started:.0f} s")
     return BuildResult(name, final, False, report)
@@ -156,13 +184,12 @@ def build_user_model(
     log: Log = print,
 ) -> BuildResult:
     """Package a user's TorchScript file and SavedModel and check that they compute the same function."""
-    check_name(name)
+    final = check_user_name(name, out)
     samples = load_samples(sample_inputs)
     for path, what in ((torchscript, "TorchScript file"), (savedmodel, "SavedModel directory")):
         if not path.exists():
             raise ServeoffError(f"{what} {path} does not exist")
     content_hash = user_hash(name, torchscript, savedmodel, sample_inputs)
-    final = out / name
     report = cached(final, content_hash, atol)
     if report is not None:
         log(f"{name}: up to date ({report.summary()})")
@@ -185,6 +212,8 @@ def build_user_model(
         shutil.copyfile(torchscript, layout.torchscript)
         tfserving_package.place_savedmodel(savedmodel, layout.tfserving_root, name)
         report = check_parity(name, layout, samples, atol, log)
+        built = build_runtimes(name, layout, None, samples, atol, log)
+        write_parity(layout, report, built)
         torchserve_package.make_mar(name, layout.torchscript, input_spec, layout.model_store)
         np.save(layout.samples, samples[:SAMPLES_KEPT])
         write_manifest(
@@ -198,18 +227,46 @@ def build_user_model(
                 "shape": report.output_shape[1:],
             },
             details={"torchscript": str(torchscript), "savedmodel": str(savedmodel)},
+            built=built,
         )
     return BuildResult(name, final, False, report)
 
 
+def check_user_name(name: str, out: Path) -> Path:
+    """Where your own model ``name`` is built; one clear line for a name it must not take."""
+    check_name(name)
+    if zoo.is_zoo_name(name):
+        raise ServeoffError(
+            f"--name {name!r} is a zoo model's name; give your own model another name, so that its results "
+            "are never labelled as the zoo model's"
+        )
+    final = out / name
+    if built_source(final) == "zoo":
+        raise ServeoffError(f"{final} holds a zoo build; give your own model another --name or --out")
+    return final
+
+
+def ready_layout(name: str, out: Path, log: Log = print) -> ArtifactLayout:
+    """The artifacts of ``name`` in ``out``: a zoo model (built now when missing or outdated), or your own
+    model as `serveoff build --name` built it; one clear line when it is neither."""
+    zoo.check_servable(name, out)
+    if name in zoo.ZOO:
+        return ArtifactLayout(build_zoo_model(name, out, log=log).root, name)
+    return ArtifactLayout(out / name, name)
+
+
 def load_samples(path: Path) -> np.ndarray:
     """Sample inputs from a ``.npy`` file: a batch ``[n, ...]`` of float32 or int32."""
+    save = "save one batch with numpy.save into a .npy file"
     try:
+        with open(path, "rb") as f:
+            magic = f.read(len(NPY_MAGIC))
+        if magic != NPY_MAGIC:
+            kind = "an .npz archive, not one array" if magic.startswith(b"PK") else "not a .npy file"
+            raise ServeoffError(f"sample inputs {path} are {kind}; {save}")
         samples = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise ServeoffError(
-            f"cannot read sample inputs {path}: {err}; save a batch with numpy.save"
-        ) from None
+    except (OSError, ValueError, EOFError) as err:
+        raise ServeoffError(f"cannot read sample inputs {path}: {err}; {save}") from None
     if samples.ndim < 1 or len(samples) == 0:
         raise ServeoffError(
             f"sample inputs {path} hold no batch; save an array of shape [n, ...] with n >= 1"
@@ -254,15 +311,20 @@ def user_hash(name: str, torchscript: Path, savedmodel: Path, sample_inputs: Pat
 def check_parity(
     name: str, layout: ArtifactLayout, inputs: np.ndarray, atol: float, log: Log
 ) -> ParityReport:
-    """Compare the written TorchScript and SavedModel on ``inputs``; write parity.json or fail."""
+    """Compare the written TorchScript and SavedModel on ``inputs``; their figures, or fail."""
     report = compare(TorchScriptRunner(layout.torchscript), SavedModelRunner(layout.savedmodel), inputs, atol)
     if not report.passed:
         raise ParityError(
             f"{name}: parity failed: {report.summary()}; the artifacts compute different functions"
         )
-    layout.parity.write_text(json.dumps(report.to_json(), indent=2) + "\n")
     log(f"{name}: parity holds: {report.summary()}")
     return report
+
+
+def write_parity(layout: ArtifactLayout, report: ParityReport, built: RuntimeBuild) -> None:
+    """parity.json: TorchScript vs SavedModel at the top level, then every runtime against TorchScript."""
+    doc = report.to_json() | {"reference": "torch:inprocess", "runtimes": built.parity_json()}
+    layout.parity.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def write_manifest(
@@ -273,6 +335,7 @@ def write_manifest(
     input_spec: InputSpec,
     output: dict,
     details: dict,
+    built: RuntimeBuild,
 ) -> None:
     """Write manifest.json last: its presence marks a complete build."""
     manifest = {
@@ -283,7 +346,8 @@ def write_manifest(
         "input": input_spec.to_json(),
         "output": output,
         "versions": library_versions(),
-        "files": layout.files(),
+        "files": layout.files() | built.files(layout),
+        "runtimes": built.manifest_json(layout),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     } | details
     layout.manifest.write_text(json.dumps(manifest, indent=2) + "\n")

@@ -50,12 +50,18 @@ def compare(
     reference: Runner, candidate: Runner, inputs: np.ndarray, atol: float, batch_size: int = 32
 ) -> ParityReport:
     """Run both runners over ``inputs`` in batches and compare their outputs."""
-    ref = np.concatenate(
-        [reference.predict(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)]
-    )
-    cand = np.concatenate(
-        [candidate.predict(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)]
-    )
+    ref, cand = outputs(reference, inputs, batch_size), outputs(candidate, inputs, batch_size)
+    return compare_outputs(ref, cand, atol)
+
+
+def outputs(runner: Runner, inputs: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """``runner``'s outputs for ``inputs``, computed in batches of ``batch_size``."""
+    batches = range(0, len(inputs), batch_size)
+    return np.concatenate([runner.predict(inputs[i : i + batch_size]) for i in batches])
+
+
+def compare_outputs(ref: np.ndarray, cand: np.ndarray, atol: float) -> ParityReport:
+    """The parity figures of a candidate's outputs against the reference's, for the same inputs."""
     if ref.shape != cand.shape:
         raise ServeoffError(
             f"the two artifacts disagree on the output shape: {list(ref.shape)} vs {list(cand.shape)}; "
@@ -64,4 +70,4 @@ def compare(
     diff = float(np.max(np.abs(ref.astype(np.float64) - cand.astype(np.float64)))) if ref.size else 0.0
     flat_ref, flat_cand = ref.reshape(len(ref), -1), cand.reshape(len(cand), -1)
     agreement = float(np.mean(np.argmax(flat_ref, axis=1) == np.argmax(flat_cand, axis=1)))
-    return ParityReport(len(inputs), diff, agreement, atol, list(ref.shape))
+    return ParityReport(len(ref), diff, agreement, atol, list(ref.shape))

@@ -244,7 +244,7 @@ def _at(where: str, value: Any) -> str:
 
 def _fraction(where: str, key: str, value: Any, zero: bool) -> float:
     """A finite number above zero (or also zero itself, with ``zero``)."""
-    if _number(value) and math.isfinite(value) and (value > 0 or (zero and value == 0)):
+    if _number(value) and (value > 0 or (zero and value == 0)):
         return float(value)
     _fail(where, f"`{key}:` must be a fraction {'>= 0' if zero else '> 0'}, e.g. 0.2 for 20%; got {value!r}")
 
@@ -381,7 +381,8 @@ def _interval(point: dict, metric: Metric) -> Interval | None:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A figure a claim can rest on: a finite number (a NaN in the results counts as not measured)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _beats(x: Interval, y: Interval, lower_is_better: bool, margin: float, strict: bool) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -14,9 +13,11 @@ from plotly.offline import get_plotlyjs
 
 from serveoff.report import markdown
 from serveoff.report.claims import Verdict, evaluate, load_claims
-from serveoff.report.gate import cells, check_runs, differences, load_rules, passed
+from serveoff.report.files import write_atomically
+from serveoff.report.gate import cells, error_limit, load_rules, run_gate
 from serveoff.report.plots import PLOTS
 from serveoff.report.runs import Run
+from serveoff.report.runtimes import RuntimeRow, runtime_rows
 from serveoff.report.verdicts import fairness, model_verdict, notes, searches
 
 REPORT_FILE = "report.html"
@@ -29,8 +30,10 @@ class Comparison:
     baseline_id: str
     rules: str
     passed: bool
-    differences: list[str]
+    warnings: list[str]  # setups that differ, a baseline that did not finish
     rows: list[dict]
+    failures: list[str] = field(default_factory=list)  # a run that did not finish fails the gate
+    unmatched: list[str] = field(default_factory=list)  # points of this run the baseline lacks
 
 
 @dataclass
@@ -45,32 +48,41 @@ class Report:
     searches: list[str]
     comparison: Comparison | None = None
     sources: list[str] = field(default_factory=list)
+    runtimes: list[RuntimeRow] = field(default_factory=list)  # the in-process runtimes side by side
 
 
 def build_report(
     run: Run, baseline: Run | None = None, claims: list[Path] | None = None, rules: Path | None = None
 ) -> Report:
-    """The report of ``run``, compared with ``baseline`` when given."""
+    """The report of ``run``, compared with ``baseline`` when given.
+
+    Points whose share of failed requests breaks the gate rules' error-rate limit (``rules``, default the
+    built-in one) never stand for a target's capacity or latency in the verdicts.
+    """
+    gate_rules = load_rules(rules)
+    limit = error_limit(gate_rules)
     comparison = None
     if baseline is not None:
-        gate_rules = load_rules(rules)
-        checks = check_runs(run, baseline, gate_rules)
+        gate = run_gate([run], [baseline], gate_rules)
         comparison = Comparison(
             baseline_id=baseline.run_id,
             rules=", ".join(r.describe() for r in gate_rules.rules),
-            passed=passed(checks),
-            differences=differences(run, baseline),
-            rows=[cells(c) for c in checks],
+            passed=gate.passed,
+            warnings=gate.warnings,
+            rows=[cells(c) for c in gate.checks],
+            failures=gate.failures,
+            unmatched=[point.describe() for point in gate.unmatched],
         )
     return Report(
         run=run,
-        notes=notes(run),
-        verdicts={model: model_verdict(run, model) for model in run.models},
+        notes=notes(run, limit),
+        verdicts={model: model_verdict(run, model, limit) for model in run.models},
         fairness=fairness(run),
         claims=evaluate(load_claims(claims), run),
         searches=searches(run),
         comparison=comparison,
         sources=list(dict.fromkeys(p["source"] for p in run.points)),
+        runtimes=runtime_rows(run, limit),
     )
 
 
@@ -99,6 +111,7 @@ def render_html(report: Report) -> str:
         comparison=report.comparison,
         searches=report.searches,
         sources=report.sources,
+        runtimes=report.runtimes,
         figures=figures,
         plotly_js=get_plotlyjs(),
         manifest_json=json.dumps(report.run.manifest, indent=1),
@@ -106,7 +119,10 @@ def render_html(report: Report) -> str:
 
 
 def write_report(report: Report, out: Path | None = None) -> tuple[Path, Path]:
-    """Write the HTML report (default ``<run>/report.html``) and its Markdown summary beside it."""
+    """Write the HTML report (default ``<run>/report.html``) and its Markdown summary beside it.
+
+    One clear line when either cannot be written (a read-only directory, a parent that is a file).
+    """
     html_path = out or report.run.path / REPORT_FILE
     md_path = html_path.with_suffix(".md")
     _write(html_path, render_html(report))
@@ -115,7 +131,4 @@ def write_report(report: Report, out: Path | None = None) -> tuple[Path, Path]:
 
 
 def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: tmp.write_text(text), "the report", "--out")

@@ -1,9 +1,11 @@
 """The CI performance gate: compare a run with a baseline run of the same plan, noise included.
 
-Every rule is checked on every load point both runs measured. A change only fails the gate when it is
-significant: the bootstrap interval of current / baseline (windows resampled in each run independently)
-lies entirely beyond the allowance. A point estimate beyond it whose interval still reaches back is
-``noisy``: shown, but it passes.
+Every rule is checked on every load point both runs measured. A relative change (latency, throughput) only
+fails the gate when it is significant: the bootstrap interval of current / baseline (windows resampled in
+each run independently) lies entirely beyond the allowance. A point estimate beyond it whose interval still
+reaches back is ``noisy``: shown, but it passes. The error-rate rule is an absolute limit on the share of
+the current run's requests that failed, noise or not. A figure that is not a finite number fails, and so
+does a run that did not finish.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ import yaml
 from serveoff.errors import ServeoffError
 from serveoff.loadtest.histograms import PERCENTILES
 from serveoff.loadtest.stats import Window, bootstrap, bounds
+from serveoff.report.files import write_atomically
 from serveoff.report.runs import Run, point_key, target_title
 from serveoff.report.yaml_errors import yaml_problem
 from serveoff.serving.base import is_test_double
@@ -32,6 +35,7 @@ LIMIT_OF = {**dict.fromkeys(LATENCY, "max_increase"), THROUGHPUT: "max_decrease"
 STATISTIC = {**{m: m for m in LATENCY}, THROUGHPUT: "throughput_rps", ERROR_RATE: "error_rate"}
 FORMAT_HINT = "e.g. `rules: [{metric: p99, max_increase: 0.10}]`"
 OUTCOME_TITLES = {"pass": "PASS", "fail": "FAIL", "noisy": "noisy"}
+DEFAULT_ERROR_LIMIT = 0.001  # the built-in error-rate rule, for reports of rules without one
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,100 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def error_limit(rules: GateRules) -> float:
+    """The share of requests the rules allow to fail (the strictest; the built-in 0.1% when they set none)."""
+    limits = [r.max for r in rules.rules if r.metric == ERROR_RATE and r.max is not None]
+    return min(limits, default=DEFAULT_ERROR_LIMIT)
+
+
 # --- comparing runs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Unmatched:
+    """A point the current run measured and the baseline did not: no rule checks it."""
+
+    model: str
+    target: str
+    title: str
+    label: str
+    phase: str
+
+    def describe(self) -> str:
+        """``digits-mlp TorchServe REST c=8 has no baseline counterpart ...``."""
+        load = self.label if self.phase == "sweep" else f"{self.label} ({self.phase})"
+        return f"{self.model} {self.title} {load} has no baseline counterpart: no rule checked it"
+
+
+@dataclass
+class Gate:
+    """The gate's verdict: every check, what fails the whole run, and what a reader must be warned of."""
+
+    checks: list[Check]
+    failures: list[str] = field(default_factory=list)  # run-level: a current run that did not finish
+    warnings: list[str] = field(default_factory=list)  # setup differences, a baseline that did not finish
+    unmatched: list[Unmatched] = field(default_factory=list)  # points of the run no baseline point matches
+    compared: str = ""  # ``new1+new2 against old1+old2``
+    rules: str = ""  # where the rules came from
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures and passed(self.checks)
+
+    def verdict(self) -> str:
+        """``gate: FAIL: 6 checks, 2 failed, 1 within noise (pr against main; rules: built-in)``."""
+        failed = sum(c.outcome == "fail" for c in self.checks)
+        noisy = sum(c.outcome == "noisy" for c in self.checks)
+        extra = f", {len(self.failures)} run(s) did not finish" if self.failures else ""
+        extra += f", {len(self.unmatched)} point(s) unchecked (no baseline)" if self.unmatched else ""
+        return (
+            f"gate: {'PASS' if self.passed else 'FAIL'}: {len(self.checks)} checks, {failed} failed, "
+            f"{noisy} within noise{extra} ({self.compared}; rules: {self.rules})"
+        )
+
+
+def run_gate(current: list[Run], baseline: list[Run], rules: GateRules, seed: int = 0) -> Gate:
+    """The gate on ``current`` (repeats of one run) against ``baseline``: checks, failures and warnings.
+
+    A current run that is not ``complete`` fails the gate (its error says why it stopped); a baseline that
+    is not warns, and so does every point of the run the baseline has no steady counterpart of, as nothing
+    checks it.
+    """
+    checks = check_runs(current, baseline, rules, seed)
+    failures = [
+        f"run {run.run_id} is {run.doc['status']} ({run.doc.get('error') or 'it never finished'}): a run "
+        "that did not finish never passes the gate; re-run it"
+        for run in current
+        if run.doc["status"] != "complete"
+    ]
+    warnings = [
+        f"baseline run {run.run_id} is {run.doc['status']} ({run.doc.get('error') or 'it never finished'}): "
+        "the points it lost are not checked"
+        for run in baseline
+        if run.doc["status"] != "complete"
+    ]
+    warnings += differences(current[0], baseline[0])
+    compared = f"{_ids(current)} against {_ids(baseline)}"
+    return Gate(checks, failures, warnings, unmatched_points(current, baseline), compared, rules.source)
+
+
+def unmatched_points(current: list[Run], baseline: list[Run]) -> list[Unmatched]:
+    """Points the current runs measured that not every baseline repeat measured: they go unchecked."""
+    steady = _steady_keys(baseline)
+    seen: dict[tuple, Unmatched] = {}
+    for run in current:
+        for p in run.points:
+            if point_key(p) not in steady:
+                seen.setdefault(
+                    point_key(p), Unmatched(p["model"], p["target"], target_title(p), p["label"], p["phase"])
+                )
+    return list(seen.values())
+
+
+def _steady_keys(baselines: list[Run]) -> set[tuple]:
+    """The points every baseline repeat answered: the ones a current point can be compared with."""
+    keys = [{point_key(p) for p in run.points} for run in baselines]
+    return set.intersection(*keys) if keys else set()
 
 
 def check_runs(
@@ -162,7 +259,7 @@ def check_runs(
         _same_pairs(currents[0], other)
     measured = [{point_key(p): p for p in run.points} for run in currents]
     listed = {point_key(p) for run in currents for p in run.doc["points"]}
-    before = [{point_key(p): p for p in run.points if _answered(p)} for run in baselines]
+    before = [{point_key(p): p for p in run.points} for run in baselines]
     checks: list[Check] = []
     compared = 0
     for key, base in before[0].items():
@@ -170,7 +267,7 @@ def check_runs(
         if None in bases:
             continue  # not every baseline repeat answered it: nothing steady to compare with
         points = [each.get(key) for each in measured]
-        if all(p is not None and _answered(p) for p in points):
+        if all(p is not None for p in points):
             compared += 1
             windows = [run.windows(p) for run, p in zip(currents, points, strict=True)]
             base_windows = [run.windows(b) for run, b in zip(baselines, bases, strict=True)]
@@ -277,11 +374,6 @@ def _planned(run: Run, point: dict) -> bool:
     )
 
 
-def _answered(point: dict) -> bool:
-    summary = point.get("summary")
-    return bool(summary and summary.get("requests"))
-
-
 def _lost(rule: Rule, base: dict) -> Check:
     """A point the baseline measured and the current run did not: a failure, never a silent pass."""
     lost = "no measurement in current run"
@@ -294,6 +386,9 @@ def _judge(rule: Rule, current: Side, baseline: Side, confidence: float, seed: i
     if rule.metric == ERROR_RATE:
         return _judge_errors(rule, current, baseline, confidence, seed)
     now, before = current.value(rule.metric), baseline.value(rule.metric)
+    missing = _not_comparable(rule.metric, now, before)
+    if missing:
+        return _check([base, *current.points], rule, before, now, None, None, None, "fail", missing)
     statistic = STATISTIC[rule.metric]
     with np.errstate(invalid="ignore", divide="ignore"):
         samples = current.samples(statistic, seed) / baseline.samples(statistic, seed + 1)
@@ -309,22 +404,37 @@ def _judge(rule: Rule, current: Side, baseline: Side, confidence: float, seed: i
     return _check([base, *current.points], rule, before, now, ratio, low, high, outcome, detail)
 
 
+def _not_comparable(metric: str, now: float | None, before: float | None) -> str | None:
+    """Why a relative rule cannot judge these figures (one is missing, not finite, or the baseline's 0)."""
+    for side, value in (("current", now), ("baseline", before)):
+        if value is None or not math.isfinite(value):
+            shown = "missing" if value is None else f"{value} (not a finite number)"
+            return f"{metric} is {shown} in the {side} run: a figure that was not measured cannot pass"
+    if before == 0:
+        return f"{metric} is 0 in the baseline run: no relative change can be judged against it"
+    return None
+
+
 def _judge_errors(rule: Rule, current: Side, baseline: Side, confidence: float, seed: int) -> Check:
-    """The error-rate ceiling, on the current side alone."""
+    """The error-rate limit: the share of every request of the point (all repeats) that failed, noise or not.
+
+    The bootstrap interval is shown for information; it never excuses a rate above the limit.
+    """
     base = baseline.points[0]
-    rate, before = current.value(ERROR_RATE), baseline.value(ERROR_RATE)
-    if not any(w.failed for windows in current.windows for w in windows):
+    windows = [w for each in current.windows for w in each]
+    failed = sum(w.failed for w in windows)
+    attempted = failed + sum(w.requests for w in windows)
+    rate, before = failed / attempted, baseline.value(ERROR_RATE)
+    if not failed:
         return _check(
             [base, *current.points], rule, before, rate, None, 0.0, 0.0, "pass", "no request failed"
         )
     low, high = bounds(rate, current.samples("error_rate", seed), confidence)
-    ceiling = _percent(rule.max)
-    if low > rule.max:
-        outcome, detail = "fail", f"error rate {_percent(rate)} is significantly above {ceiling}"
-    elif rate > rule.max:
-        outcome, detail = "noisy", f"error rate {_percent(rate)} is above {ceiling}, but within noise"
+    share = f"error rate {_percent(rate)} ({failed:,} of {attempted:,} requests failed)"
+    if rate > rule.max:
+        outcome, detail = "fail", f"{share} is above the {_percent(rule.max)} limit"
     else:
-        outcome, detail = "pass", f"error rate {_percent(rate)} is within {ceiling}"
+        outcome, detail = "pass", f"{share} is within the {_percent(rule.max)} limit"
     interval = f" ({_percent(confidence)} interval {_percent(low)} to {_percent(high)})"
     return _check([base, *current.points], rule, before, rate, None, low, high, outcome, detail + interval)
 
@@ -421,6 +531,8 @@ def _show(metric: str, value: float | None) -> str:
     """A metric's value for people: latency in ms (3 significant digits), throughput in req/s."""
     if value is None:
         return "-"
+    if not math.isfinite(value):
+        return "not a number"
     if metric == THROUGHPUT:
         return f"{value:.1f} req/s"
     if metric == ERROR_RATE:
@@ -431,17 +543,28 @@ def _show(metric: str, value: float | None) -> str:
 
 def _change(check: Check) -> str:
     """``+31.2% [+24.0, +40.1]`` (relative rules) or the error rate's interval ``[0%, 0.12%]``."""
-    if check.low is None or check.high is None:
+    if check.low is None or check.high is None or not all(map(math.isfinite, (check.low, check.high))):
         return "-"
     if check.ratio is None:
         return f"[{_percent(check.low)}, {_percent(check.high)}]"
     return f"{_signed(check.ratio)} [{_signed(check.low, '')}, {_signed(check.high, '')}]"
 
 
-def write_junit(checks: list[Check], path: Path, name: str = "serveoff gate") -> None:
-    """The checks as a JUnit XML test suite (one test case per check), written atomically."""
-    failures = sum(c.outcome == "fail" for c in checks)
-    suite = ET.Element("testsuite", name=name, tests=str(len(checks)), failures=str(failures), errors="0")
+def write_junit(gate: Gate, path: Path, name: str = "serveoff gate") -> None:
+    """The gate as a JUnit XML test suite, written atomically; one clear line when it cannot be written.
+
+    One test case per check; a run that did not finish is a failed case of its own, a point without a
+    baseline counterpart a skipped one, and the warnings go to the suite's ``system-err``.
+    """
+    checks = gate.checks
+    failures = sum(c.outcome == "fail" for c in checks) + len(gate.failures)
+    suite = ET.Element(
+        "testsuite", name=name, tests=str(len(checks) + len(gate.failures) + len(gate.unmatched)),
+        failures=str(failures), errors="0", skipped=str(len(gate.unmatched)),
+    )  # fmt: skip
+    for failure in gate.failures:
+        case = ET.SubElement(suite, "testcase", classname="run", name="finished")
+        ET.SubElement(case, "failure", message=failure).text = failure
     for check in checks:
         case = ET.SubElement(
             suite,
@@ -453,10 +576,16 @@ def write_junit(checks: list[Check], path: Path, name: str = "serveoff gate") ->
             ET.SubElement(case, "failure", message=check.detail).text = check.detail
         elif check.outcome == "noisy":
             ET.SubElement(case, "system-out").text = check.detail
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    ET.ElementTree(suite).write(tmp, encoding="utf-8", xml_declaration=True)
-    tmp.replace(path)
+    for point in gate.unmatched:
+        case = ET.SubElement(
+            suite, "testcase", classname=f"{point.model}.{point.target}", name=f"{point.label} baseline"
+        )
+        ET.SubElement(case, "skipped", message=point.describe())
+    if gate.warnings:
+        ET.SubElement(suite, "system-err").text = "\n".join(gate.warnings)
+    tree = ET.ElementTree(suite)
+    write_atomically(path, lambda tmp: tree.write(tmp, encoding="utf-8", xml_declaration=True),
+                     "the JUnit XML", "--junit")  # fmt: skip
 
 
 def _percent(fraction: float | None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from serveoff.report import runtimes
 from serveoff.report.format import percent, with_interval
 from serveoff.report.runs import target_title
 
@@ -25,6 +26,7 @@ def render(report: Report) -> str:
     for model, lines in report.verdicts.items():
         out += [f"**{model}**", "", *(f"- {line}" for line in lines), ""]
     out += _figures(report)
+    out += runtimes.markdown(report.runtimes)
     out += ["### Claims", "", "| verdict | claim | why |", "| --- | --- | --- |"]
     out += [f"| {v.status} | {_cell(v.claim.claim)} | {_cell(v.reason)} |" for v in report.claims]
     out.append("")
@@ -33,6 +35,9 @@ def render(report: Report) -> str:
         verdict = "PASS" if comparison.passed else "FAIL"
         shown = [row for row in comparison.rows if row["outcome"] != "PASS"]
         out += [f"### Against baseline `{comparison.baseline_id}`: {verdict}", ""]
+        out += [f"> **FAIL:** {_cell(line)}\n" for line in comparison.failures]
+        warnings = [*comparison.warnings, *comparison.unmatched]
+        out += [f"> **Warning:** {_cell(line)}\n" for line in warnings]
         out += [f"Rules: {comparison.rules}. {len(comparison.rows) - len(shown)} of {len(comparison.rows)} "
                 "checks passed cleanly.", ""]  # fmt: skip
         if shown:

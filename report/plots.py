@@ -7,6 +7,7 @@ from collections.abc import Callable
 import plotly.graph_objects as go
 
 from serveoff.loadtest.histograms import decode
+from serveoff.report.format import finite
 from serveoff.report.runs import Run, target_title
 
 LATENCIES = ("p50", "p99")
@@ -41,12 +42,20 @@ def _series(run: Run, model: str, keep: Callable[[dict], bool]) -> dict[str, lis
     return {t: sorted(ps, key=lambda p: p["offered"]) for t, ps in by_target.items()}
 
 
+def _scaled(value: float | None, scale: float = 1.0) -> float | None:
+    """A figure to plot: a missing or non-finite one leaves a gap (plotly skips None)."""
+    return value * scale if finite(value) else None
+
+
 def _error_bars(values: list[dict], scale: float = 1.0) -> dict:
+    def bar(top: float | None, bottom: float | None) -> float:
+        return (top - bottom) * scale if finite(top) and finite(bottom) else 0
+
     return {
         "type": "data",
         "symmetric": False,
-        "array": [(v["high"] - v["value"]) * scale if v["high"] is not None else 0 for v in values],
-        "arrayminus": [(v["value"] - v["low"]) * scale if v["low"] is not None else 0 for v in values],
+        "array": [bar(v["high"], v["value"]) for v in values],
+        "arrayminus": [bar(v["value"], v["low"]) for v in values],
     }
 
 
@@ -61,7 +70,7 @@ def throughput_vs_concurrency(run: Run, model: str) -> go.Figure | None:
         fig.add_trace(
             go.Scatter(
                 x=[p["offered"] for p in points],
-                y=[v["value"] for v in values],
+                y=[_scaled(v["value"]) for v in values],
                 error_y=_error_bars(values),
                 mode="lines+markers",
                 name=target_title(points[0]),
@@ -84,7 +93,7 @@ def latency_vs_load(run: Run, model: str) -> go.Figure | None:
             fig.add_trace(
                 go.Scatter(
                     x=[p["offered"] for p in points],
-                    y=[v["value"] / 1000 for v in values],
+                    y=[_scaled(v["value"], 1 / 1000) for v in values],
                     error_y=_error_bars(values, 1 / 1000),
                     mode="lines+markers",
                     line={"dash": DASH[name]},
@@ -134,12 +143,13 @@ def serving_tax(run: Run, model: str) -> go.Figure | None:
     fig = go.Figure()
     for target in dict.fromkeys(t["target"] for t in taxes):
         rows = [t for t in taxes if t["target"] == target]
-        title = target_title(points[target, rows[0]["label"]])
+        point = points.get((target, rows[0]["label"]))
+        title = target_title(point) if point else target
         for name in LATENCIES:
             fig.add_trace(
                 go.Bar(
                     x=[t["label"] for t in rows],
-                    y=[(t["latency_us"][name] or 0) / 1000 for t in rows],
+                    y=[_scaled(t["latency_us"][name], 1 / 1000) for t in rows],
                     name=f"{title} {name}",
                 )
             )
@@ -158,7 +168,7 @@ def _bars(
         fig.add_trace(
             go.Bar(
                 x=[p["label"] for p in points],
-                y=[v["value"] for v in values],
+                y=[_scaled(v["value"]) for v in values],
                 error_y=_error_bars(values),
                 name=target_title(points[0]),
             )

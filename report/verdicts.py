@@ -4,31 +4,46 @@ from __future__ import annotations
 
 from itertools import combinations
 
-from serveoff.report.format import ms, percent, significant, with_interval
+from serveoff.report.format import finite, ms, percent, significant, with_interval
 from serveoff.report.runs import Run, system_title, target_title
 from serveoff.serving.targets import SERVERS, server_class
 
+SUMMARY_FIGURES = ("throughput_rps", "inferences_per_s", "error_rate", "cpu_s_per_1000")
+
 
 def _throughput(point: dict) -> float:
-    return point["summary"]["throughput_rps"]["value"] or 0.0
+    return point["summary"]["throughput_rps"]["value"]
 
 
-def model_verdict(run: Run, model: str) -> list[str]:
-    """A few sentences on one model: each target's capacity and latency, server against server, tax."""
+def left_out(point: dict, error_limit: float) -> str | None:
+    """Why a point cannot stand for its target's capacity or latency, or None when it can.
+
+    A point that broke the error-rate rule measured a failing server; one flagged overloaded measured a
+    queue; one without a finite throughput measured nothing usable.
+    """
+    rate = point["summary"]["error_rate"]["value"]
+    if not finite(rate):
+        return "its error rate is missing"
+    if rate > error_limit:
+        return f"{percent(rate)} of requests failed, above the {percent(error_limit)} limit"
+    if point.get("overloaded"):
+        return f"overloaded: {point.get('overload') or 'the offered load was not served'}"
+    if not finite(_throughput(point)):
+        return "its throughput is missing"
+    return None
+
+
+def model_verdict(run: Run, model: str, error_limit: float) -> list[str]:
+    """A few sentences on one model: each target's capacity and latency, server against server, tax.
+
+    Points that ``left_out`` rejects are not quoted as capacity or latency; the line says which they are.
+    """
     points = [p for p in run.points if p["model"] == model]
     lines = []
     for target in run.targets:
         ours = [p for p in points if p["target"] == target]
-        if not ours:
-            continue
-        best = max(ours, key=_throughput)
-        light = min(ours, key=lambda p: p["offered"])
-        latency = light["summary"]["latency_us"]
-        lines.append(
-            f"{target_title(best)}: up to {with_interval(best['summary']['throughput_rps'])} requests/s "
-            f"({best['label']}); at {light['label']} p50 {ms(latency['p50']['value'])}, "
-            f"p99 {ms(latency['p99']['value'])}."
-        )
+        if ours:
+            lines.append(_capacity(ours, error_limit))
     lines += _server_against_server(run, points)
     lines += _tax_at_lightest_load(run, model)
     doubles = sorted(run.test_doubles())
@@ -38,6 +53,24 @@ def model_verdict(run: Run, model: str) -> list[str]:
             "are never compared with other servers or used for claims."
         )
     return lines
+
+
+def _capacity(points: list[dict], error_limit: float) -> str:
+    """One target's capacity and low-load latency from its usable points, naming the ones left out."""
+    usable = [p for p in points if left_out(p, error_limit) is None]
+    skipped = "; ".join(f"{p['label']}: {left_out(p, error_limit)}" for p in points if p not in usable)
+    title = target_title(points[0])
+    if not usable:
+        return f"{title}: no capacity or latency figure, as every point is left out ({skipped})."
+    best = max(usable, key=_throughput)
+    light = min(usable, key=lambda p: p["offered"])
+    latency = light["summary"]["latency_us"]
+    line = (
+        f"{title}: up to {with_interval(best['summary']['throughput_rps'])} requests/s "
+        f"({best['label']}); at {light['label']} p50 {ms(latency['p50']['value'])}, "
+        f"p99 {ms(latency['p99']['value'])}."
+    )
+    return line + (f" Left out of these figures: {skipped}." if skipped else "")
 
 
 def _server_against_server(run: Run, points: list[dict]) -> list[str]:
@@ -99,7 +132,7 @@ def fairness(run: Run) -> list[tuple[str, str]]:
     models = manifest.get("models", {})
     batching = (
         "off (batch size 1) on every server"
-        if config.get("max_batch_size", 1) <= 1
+        if (config.get("max_batch_size") or 1) <= 1
         else f"the same on every server: up to {config['max_batch_size']} requests, "
         f"waiting at most {config.get('batch_timeout_ms')} ms"
     )
@@ -126,7 +159,7 @@ def fairness(run: Run) -> list[tuple[str, str]]:
     return rows
 
 
-def notes(run: Run) -> list[str]:
+def notes(run: Run, error_limit: float) -> list[str]:
     """What a reader must know before trusting the figures."""
     out = []
     if run.doc.get("status") != "complete":
@@ -156,7 +189,54 @@ def notes(run: Run) -> list[str]:
             f"{target_title(p)} {p['label']} {percent(p['summary']['error_rate']['value'])}" for p in failing
         ]
         out.append("Requests failed at: " + "; ".join(shares) + ".")
+    return out + _left_out_notes(run, error_limit)
+
+
+def _left_out_notes(run: Run, error_limit: float) -> list[str]:
+    """Points left out of the verdicts, points without figures, and figures that are not numbers."""
+    out = []
+    rejected = [f"{_name(p)} ({why})" for p in run.points if (why := left_out(p, error_limit))]
+    if rejected:
+        out.append("Left out of the capacity and latency verdicts: " + "; ".join(rejected) + ".")
+    if run.unanswered:
+        dropped = "; ".join(_unanswered(p) for p in run.unanswered)
+        out.append(
+            f"{len(run.unanswered)} point(s) have no figures and are missing from this report: {dropped}."
+        )
+    missing = [f"{_name(p)} {', '.join(names)}" for p in run.points if (names := _missing_figures(p))]
+    if missing:
+        out.append(
+            "Figures missing from results.json (null or not a finite number), shown as “missing”: "
+            + "; ".join(missing)
+            + "."
+        )
     return out
+
+
+def _name(point: dict) -> str:
+    """``digits-mlp TorchServe REST c=8``."""
+    return f"{point['model']} {target_title(point)} {point['label']}"
+
+
+def _unanswered(point: dict) -> str:
+    """``digits-mlp TorchServe REST c=8 (nothing was answered: ...)``."""
+    return f"{_name(point)} ({point.get('error') or 'no request was answered'})"
+
+
+def _missing_figures(point: dict) -> list[str]:
+    """The names of a point's summary figures that are missing (a figure the point never had, such as an
+    in-process baseline's CPU cost, is not listed)."""
+    summary = point["summary"]
+    stats = {name: summary.get(name) for name in SUMMARY_FIGURES} | summary["latency_us"]
+    return [
+        name.replace("_rps", "") for name, stat in stats.items() if isinstance(stat, dict) and _missing(stat)
+    ]
+
+
+def _missing(stat: dict) -> bool:
+    """Whether a figure's value is null or not a finite number, or a bound of its interval is not finite."""
+    bounds = (stat.get("low"), stat.get("high"))
+    return not finite(stat.get("value")) or any(b is not None and not finite(b) for b in bounds)
 
 
 def _where(points: list[dict]) -> str:

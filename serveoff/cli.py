@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,7 @@ import typer
 from rich.console import Console
 
 from serveoff.errors import ServeoffError
+from serveoff.serving.resources import check_batch_fits
 
 app = typer.Typer(
     help="The same trained model on TorchServe and TF Serving, measured side by side.",
@@ -70,8 +72,10 @@ def build(
     if given and len(given) < len(user_args):
         missing = ", ".join(flag for flag in user_args if flag not in given)
         raise ServeoffError(f"bringing your own model also needs {missing}")
-    if atol <= 0:
-        raise ServeoffError(f"--atol must be positive, got {atol}")
+    if not 0 < atol < 1:  # NaN fails this too
+        raise ServeoffError(f"--atol must be a finite number above 0 and below 1, got {atol}")
+    if not 0 <= seed < 2**32:
+        raise ServeoffError(f"--seed must be from 0 to {2**32 - 1}, got {seed}")
 
     from serveoff.models.zoo import DEFAULT_MODELS, check_known
 
@@ -128,27 +132,40 @@ def setting(preset: str, cpus: str | None, instances: int | None, threads: int |
             max_batch_size: int | None, batch_timeout_ms: int | None, docker: bool = False):  # fmt: skip
     """The one fair ``ServerConfig`` from the command line; one clear line for each bad value.
 
-    With ``docker``, CPU sets are checked against the Docker engine's CPUs, not this process's.
+    With ``docker``, CPU sets are checked against the Docker engine's CPUs, not this process's; every
+    value is checked first against this machine (whose CPUs the engine cannot outnumber), before the
+    engine is asked.
     """
+    import os
+
     from serveoff.serving.container import engine_cpus
     from serveoff.serving.resources import parse_cpus, server_config
 
-    available = engine_cpus() if docker else None
-    return server_config(
-        preset, cpus=parse_cpus(cpus, available) if cpus else None, instances=instances, threads=threads,
-        max_batch_size=max_batch_size, batch_timeout_ms=batch_timeout_ms, available=available,
-    )  # fmt: skip
+    def checked(available: tuple[int, ...] | None):
+        chosen = parse_cpus(cpus, available) if cpus is not None else None  # "" is malformed, not "all"
+        return server_config(
+            preset, cpus=chosen, instances=instances, threads=threads,
+            max_batch_size=max_batch_size, batch_timeout_ms=batch_timeout_ms, available=available,
+        )  # fmt: skip
+
+    if not docker:
+        return checked(None)
+    checked(tuple(range(os.cpu_count() or 1)))
+    return checked(engine_cpus())
 
 
-def checked_servers(names: list[str] | None, docker: bool) -> list[str]:
-    """The servers asked for (default: all), each checked to be runnable here before anything starts."""
-    from serveoff.serving.container import in_container
+def checked_servers(names: list[str] | None, docker: bool, options=None) -> list[str]:
+    """The servers asked for (default: all), each checked to be runnable here before anything starts;
+    in containers with ``options`` (``ContainerOptions``), also their images and memory limit."""
+    from serveoff.serving.container import check_images, in_container
     from serveoff.serving.targets import SERVERS, server_class
 
     servers = list(dict.fromkeys(names or SERVERS))
     for name in servers:
         cls = server_class(name)
         (in_container(cls) if docker else cls).check_installed()
+    if options is not None:
+        check_images(servers, options)
     return servers
 
 
@@ -178,10 +195,11 @@ def up(
     from serveoff.serving import fleet
     from serveoff.serving.container import container_options
 
-    config = setting(preset, cpus, instances, threads, max_batch_size, batch_timeout_ms, docker)
     options = container_options(memory, image or [], mount or []) if docker else None
-    models = _zoo_models(model)
-    servers = checked_servers(server, docker)
+    models = _models(model, artifacts)
+    config = setting(preset, cpus, instances, threads, max_batch_size, batch_timeout_ms, docker)
+    servers = checked_servers(server, docker, options)
+    fleet.check_none_running(state)  # before building anything
     layouts = ensure_built(models, artifacts)
     records = fleet.start_servers(servers, layouts, config, DEFAULT_WORKDIR.resolve(), state, docker=options)
     for rec in records:
@@ -218,15 +236,23 @@ def prepare(
     threads: ThreadsOpt = None,
     max_batch_size: MaxBatchOpt = None,
     batch_timeout_ms: BatchTimeoutOpt = None,
+    loadgen_cpus: Annotated[
+        str | None, typer.Option(help="The load generator's CPU set (compose's bench service), checked.")
+    ] = None,
 ) -> None:
     """For docker compose: build the missing models, then write every server's configuration and launch
     script into STACK, from one fair setting. Every value is checked before anything is built."""
     from serveoff.serving.container import parse_memory
-    from serveoff.serving.stack import write_stack
+    from serveoff.serving.stack import loadgen_overlap, write_stack
 
     config = setting(preset, cpus, instances, threads, max_batch_size, batch_timeout_ms)
     parse_memory(memory)
-    models = _zoo_models(model)
+    shared = loadgen_overlap(loadgen_cpus, config) if loadgen_cpus else []
+    if shared:
+        console.print(f"serveoff: warning: the load generator shares CPUs {shared} with the servers and "
+                      "takes CPU from the server it measures; give SERVEOFF_LOADGEN_CPUS other CPUs than "
+                      "SERVEOFF_SERVER_CPUS", markup=False)  # fmt: skip
+    models = _models(model, artifacts)
     layouts = ensure_built(models, artifacts)
     path = write_stack(layouts, config, stack)
     typer.echo(f"stack: {path} (models {', '.join(models)}; CPUs {cpus or 'all'}, memory {memory})")
@@ -238,8 +264,9 @@ ModelOpt = Annotated[list[str] | None, typer.Option("--model", "-m", help="Model
 TargetOpt = Annotated[
     list[str] | None,
     typer.Option("--target", "-t", help="torchserve:rest, torchserve:grpc, tfserving:rest, tfserving:grpc, "
-                 "torch:inprocess or tf:inprocess (repeatable; default: every running server's protocols "
-                 "and their in-process baselines)."),
+                 "or an in-process runtime: torch:inprocess, torch:compiled, tf:inprocess, tf:xla, "
+                 "onnx:inprocess (repeatable; default: every running server's protocols "
+                 "and every in-process runtime installed and built)."),
 ]  # fmt: skip
 LoadOpt = Annotated[str, typer.Option(help="closed (concurrency sweep), open (rate sweep) or search.")]
 ConcurrencyOpt = Annotated[str | None, typer.Option(help="Closed-loop users per point [1,2,4,8,16,32].")]
@@ -270,44 +297,69 @@ def bench_plan(models: list[str], targets: list, load: str, concurrency: str | N
                arrival: str, p99_bound_ms: float, start_rate: float, max_probes: int, batch_size: int,
                timeout: float, warmup: float, window: float, min_windows: int, max_windows: int,
                tolerance: float, workers: int, ui: bool, ui_port: int, ui_host: str, seed: int):  # fmt: skip
-    """The benchmark plan from the command line, with one clear line for each bad value."""
-    from serveoff.loadtest.bench import BenchPlan
-    from serveoff.loadtest.plan import SearchPolicy, WindowPolicy, load_points
+    """The benchmark plan from the command line, with one clear line for each bad value.
 
-    if batch_size < 1 or timeout <= 0 or workers < 0:
-        raise ServeoffError("--batch-size must be at least 1, --timeout positive and --workers 0 or more")
+    Every value is checked (bounds and finiteness, even of options this load does not use) before the load
+    generator is imported: nothing is started or measured with a bad one.
+    """
+    from serveoff.loadtest.plan import SearchPolicy, WindowPolicy, check, load_points
+
+    for flag, value in {"--batch-size": batch_size, "--timeout": timeout, "--workers": workers,
+                        "--ui-port": ui_port, "--seed": seed}.items():  # fmt: skip
+        check(flag, value)
     points = load_points(load, concurrency, rate, arrival)
-    search = SearchPolicy(p99_bound_ms, start_rate, max_probes, arrival=arrival) if load == "search" else None
+    search = SearchPolicy(p99_bound_ms, start_rate, max_probes, arrival=arrival)
+    search.validate()
     policy = WindowPolicy(warmup, window, min_windows, max_windows, tolerance=tolerance)
     policy.validate()
-    if search:
-        search.validate()
+    from serveoff.loadtest.bench import BenchPlan  # imports locust, which monkey-patches the process
+
     return BenchPlan(
         models=models, targets=targets, points=points,
-        policy=policy, search=search,
+        policy=policy, search=search if load == "search" else None,
         batch_size=batch_size, timeout_s=timeout, workers=workers, ui_port=ui_port if ui else None,
         ui_host=ui_host, seed=seed,
     )  # fmt: skip
 
 
 def new_run_dir(out: Path, run_id: str | None) -> Path:
-    """``out/<run-id>``, which must not exist yet (results are never overwritten)."""
+    """``out/<run-id>``, created now and never one that exists (results are never overwritten). The default
+    id is the UTC time, then ``-2``, ``-3``, ... for other runs started in the same second."""
     from datetime import UTC, datetime
+    from itertools import chain, count
 
-    run_id = run_id or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    if "/" in run_id or run_id in ("", ".", ".."):
+    if run_id is not None and ("/" in run_id or run_id in ("", ".", "..")):
         raise ServeoffError(f"--run-id {run_id!r} must be a plain name")
-    run_dir = out / run_id
-    if run_dir.exists():
-        raise ServeoffError(f"{run_dir} already exists; choose another --run-id")
-    run_dir.mkdir(parents=True)
-    return run_dir.resolve()
+    if out.exists() and not out.is_dir():
+        raise ServeoffError(f"--out {out} is a file, not a directory; choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if run_id is not None:
+            if not _claimed(out / run_id):
+                raise ServeoffError(f"{out / run_id} already exists; choose another --run-id")
+            return (out / run_id).resolve()
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        names = chain([stamp], (f"{stamp}-{n}" for n in count(2)))
+        return (out / next(name for name in names if _claimed(out / name))).resolve()
+    except (OSError, ValueError) as err:
+        why = getattr(err, "strerror", None) or err
+        raise ServeoffError(f"cannot create a run directory in {out}: {why}; choose another --out") from None
+
+
+def _claimed(path: Path) -> bool:
+    """Create directory ``path``; ``False`` if it exists (atomic: of two runs wanting a name, one gets it)."""
+    try:
+        path.mkdir()
+    except FileExistsError:
+        return False
+    return True
 
 
 def measure_and_report(plan, records: list, artifacts: Path, run_dir: Path) -> None:
     """Run the benchmark with a progress display and print where the results are."""
     from serveoff.loadtest.bench import run_bench
     from serveoff.loadtest.progress import BenchProgress
+    from serveoff.signals import deferred
 
     if plan.ui_port is not None:
         console.print(f"locust web UI: http://127.0.0.1:{plan.ui_port}", markup=False)
@@ -315,9 +367,10 @@ def measure_and_report(plan, records: list, artifacts: Path, run_dir: Path) -> N
         results = run_bench(plan, records, artifacts, run_dir, BenchProgress(console))
         typer.echo(f"results: {results.path}")
     finally:
-        _report_measured(run_dir)
-        if not any(run_dir.iterdir()):  # nothing was measured: the run id stays free
-            run_dir.rmdir()
+        with deferred():  # stopped (SIGTERM, say) or not, the report of what was measured is written
+            _report_measured(run_dir)
+            if not any(run_dir.iterdir()):  # nothing was measured: the run id stays free
+                run_dir.rmdir()
 
 
 def _report_measured(run_dir: Path) -> None:
@@ -386,7 +439,7 @@ def bench(
     The servers are those `serveoff up` started, those of a compose stack (--stack), or, with --docker,
     containers this command starts from the servers' images and removes at the end.
     """
-    from serveoff.loadtest.bench import default_targets
+    from serveoff.loadtest.bench import default_targets, model_layouts
     from serveoff.serving import fleet
     from serveoff.serving.targets import parse_target
 
@@ -408,10 +461,11 @@ def bench(
     if docker:
         from serveoff.serving.container import container_options
 
-        config = setting(preset, cpus, instances, threads, max_batch_size, batch_timeout_ms, docker=True)
         options = container_options(memory, image or [], mount or [])
-        plan.models = _zoo_models(model)
-        servers = checked_servers(server, docker=True)
+        plan.models = _models(model, artifacts)
+        config = setting(preset, cpus, instances, threads, max_batch_size, batch_timeout_ms, docker=True)
+        check_batch_fits(plan.batch_size, config)
+        servers = checked_servers(server, docker=True, options=options)
         run_started(servers, plan, config, options, artifacts, new_run_dir(out, run_id), baselines=True)
         return
     if stack is not None:
@@ -420,8 +474,7 @@ def bench(
         records = attach(stack)
     else:
         records = [rec for rec in fleet.read_state(state) if fleet.running(rec)]
-    plan.targets = chosen or default_targets(records)
-    if not plan.targets:
+    if not chosen and not records:
         raise ServeoffError(
             f"no server recorded in {state} is running: start them with `serveoff up --native`, use "
             "`serveoff run` or `serveoff bench --docker`, or bench the baselines alone with --target "
@@ -429,6 +482,7 @@ def bench(
         )
     served = [name for rec in records for name in rec.models]
     plan.models = list(dict.fromkeys(model or served[:1] or ["digits-mlp"]))
+    plan.targets = chosen or default_targets(records, model_layouts(plan.models, records, artifacts))
     measure_and_report(plan, records, artifacts, new_run_dir(out, run_id))
 
 
@@ -472,17 +526,20 @@ def run(
     (`serveoff bench --docker` does the same with the servers' Docker images)."""
     config = setting(preset, cpus, instances, threads, max_batch_size, batch_timeout_ms)
     servers = checked_servers(server, docker=False)
-    plan = bench_plan(_zoo_models(model), [], load, concurrency, rate, arrival, p99_bound_ms, start_rate,
-                      max_probes, batch_size, timeout, warmup, window, min_windows, max_windows, tolerance,
+    models = _models(model, artifacts)
+    plan = bench_plan(models, [], load, concurrency, rate, arrival, p99_bound_ms, start_rate, max_probes,
+                      batch_size, timeout, warmup, window, min_windows, max_windows, tolerance,
                       workers, ui, ui_port, ui_host, seed)  # fmt: skip
+    check_batch_fits(plan.batch_size, config)
     run_started(servers, plan, config, None, artifacts, new_run_dir(out, run_id), baselines)
 
 
-def _zoo_models(names: list[str] | None) -> list[str]:
-    """The zoo models named (default: digits-mlp), each checked, in order, once."""
-    from serveoff.models.zoo import check_known
+def _models(names: list[str] | None, artifacts: Path) -> list[str]:
+    """The models named (default: digits-mlp), in order, once, each checked to be a zoo model or one of
+    your own built into ``artifacts``."""
+    from serveoff.models.zoo import check_servable
 
-    return [check_known(name) for name in dict.fromkeys(names or ["digits-mlp"])]
+    return [check_servable(name, artifacts) for name in dict.fromkeys(names or ["digits-mlp"])]
 
 
 def run_started(servers: list[str], plan, config, docker, artifacts: Path, run_dir: Path,
@@ -494,6 +551,7 @@ def run_started(servers: list[str], plan, config, docker, artifacts: Path, run_d
     from serveoff.serving import fleet
     from serveoff.serving.process import free_port_base
     from serveoff.serving.targets import server_class
+    from serveoff.signals import deferred
 
     layouts = ensure_built(plan.models, artifacts)
     started = []
@@ -506,12 +564,13 @@ def run_started(servers: list[str], plan, config, docker, artifacts: Path, run_d
         records = [fleet.record(each) for each in started]
         fleet.write_state(run_dir / "servers.json", records)  # `serveoff down --state` finds them
         if not plan.targets:
-            plan.targets = [t for t in default_targets(records) if baselines or not t.is_baseline]
+            plan.targets = [t for t in default_targets(records, layouts) if baselines or not t.is_baseline]
         measure_and_report(plan, records, artifacts, run_dir)
     finally:
-        for each in started:
-            each.stop()
-        (run_dir / "servers.json").unlink(missing_ok=True)
+        with deferred():  # a stop signal now waits until every server is stopped
+            for each in started:
+                each.stop()
+            (run_dir / "servers.json").unlink(missing_ok=True)
 
 
 @app.command()
@@ -530,7 +589,10 @@ def report(
         list[Path] | None,
         typer.Option("--claims", help="Your own claims file, added to the built-in ledger (repeatable)."),
     ] = None,
-    rules: Annotated[Path | None, typer.Option(help="Gate rules for --baseline (default: built-in).")] = None,
+    rules: Annotated[
+        Path | None,
+        typer.Option(help="Gate rules for --baseline and the verdicts' error-rate limit (default: built-in)"),
+    ] = None,
 ) -> None:
     """Write a self-contained HTML report (plots, fairness, claims, manifest) and a Markdown summary."""
     from serveoff.report.document import build_report, write_report
@@ -552,54 +614,58 @@ def gate(
     rules: Annotated[Path | None, typer.Option(help="Gate rules YAML (default: the built-in ones).")] = None,
     junit: Annotated[Path | None, typer.Option(help="Also write the checks as JUnit XML here.")] = None,
 ) -> None:
-    """Fail (exit 1) when a run regressed significantly from its baseline; print the checks.
+    """Print the checks; fail (exit 1) on a regression, too many failed requests or a run that stopped early.
 
     With repeats on either side, the intervals include the drift between runs, not only between windows.
     """
-    from serveoff.report.gate import check_runs, differences, load_rules, passed, table, write_junit
+    from serveoff.report.gate import load_rules, run_gate, table, write_junit
     from serveoff.report.runs import load_run
 
     gate_rules = load_rules(rules)
     runs, bases = [load_run(d) for d in run_dirs], [load_run(d) for d in baseline]
-    checks = check_runs(runs, bases, gate_rules)
-    for line in differences(runs[0], bases[0]):
+    result = run_gate(runs, bases, gate_rules)
+    for line in [*result.warnings, *(point.describe() for point in result.unmatched)]:
         console.print(f"serveoff: warning: {line}", markup=False)
-    typer.echo(table(checks))
+    typer.echo(table(result.checks))
+    for line in result.failures:
+        typer.echo(f"gate: FAIL: {line}")
+    typer.echo(result.verdict())
     if junit is not None:
-        write_junit(checks, junit)
-    failed = sum(c.outcome == "fail" for c in checks)
-    noisy = sum(c.outcome == "noisy" for c in checks)
-    verdict = "PASS" if passed(checks) else "FAIL"
-    ids = "+".join(r.run_id for r in runs), "+".join(b.run_id for b in bases)
-    typer.echo(f"gate: {verdict}: {len(checks)} checks, {failed} failed, {noisy} within noise "
-               f"({ids[0]} against {ids[1]}; rules: {gate_rules.source})")  # fmt: skip
-    raise typer.Exit(0 if passed(checks) else 1)
+        write_junit(result, junit)  # one line and exit 2 when it cannot be written, after the verdict
+    raise typer.Exit(0 if result.passed else 1)
 
 
 def ensure_built(names: list[str], artifacts: Path) -> list:
-    """The artifact layouts of zoo models ``names``, building the missing or outdated ones."""
-    from serveoff.models.artifacts import ArtifactLayout
-    from serveoff.models.build import build_zoo_model
-    from serveoff.models.zoo import check_known
+    """The artifact layouts of ``names``: zoo models, building the missing or outdated ones, and models of
+    your own, as `serveoff build --name` built them. Every name is checked before anything is built."""
+    from serveoff.models.build import ready_layout
+    from serveoff.models.zoo import check_servable
 
-    names = [check_known(n) for n in dict.fromkeys(names)]
-    return [ArtifactLayout(build_zoo_model(n, artifacts, log=console.print).root, n) for n in names]
+    names = [check_servable(n, artifacts) for n in dict.fromkeys(names)]
+    return [ready_layout(n, artifacts, log=console.print) for n in names]
 
 
 LOAD_COMMANDS = ("bench", "run")  # they run locust, which needs gevent's monkey-patching before any import
 
 
 def main() -> None:
-    """Entry point: every ServeoffError becomes one line on stderr and a non-zero exit."""
+    """Entry point: every ServeoffError becomes one line on stderr and a non-zero exit; SIGINT, SIGTERM and
+    SIGHUP stop any command cleanly (servers stopped, results kept) with one line and exit 128 + signal."""
     if any(arg in LOAD_COMMANDS for arg in sys.argv[1:2]):
         from gevent import monkey
 
         monkey.patch_all()
-    try:
-        app()
+    from serveoff.errors import Stopped
+    from serveoff.logs import log_path, quiet_libraries
+    from serveoff.signals import stop_on_signals
+
+    say = partial(console.print, markup=False)
+    try:  # the libraries' own messages (TensorFlow, absl, locust) go to a log file, named once
+        with quiet_libraries(log_path(sys.argv), say), stop_on_signals():
+            app()
     except ServeoffError as err:
         console.print(f"serveoff: error: {err}", markup=False)
         sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        console.print("serveoff: interrupted", markup=False)
-        sys.exit(130)
+    except Stopped as stop:
+        console.print(f"serveoff: {stop}", markup=False)
+        sys.exit(stop.exit_code)

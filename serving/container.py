@@ -103,6 +103,54 @@ def engine_cpus() -> tuple[int, ...]:
     return tuple(range(docker_client().info()["NCPU"]))
 
 
+def check_images(servers: list[str], options: ContainerOptions) -> None:
+    """Before anything is built or started: the memory limit fits the engine's machine, and each server's
+    image is here and built for the engine's architecture; one clear line when not."""
+    from serveoff.serving.targets import server_class
+
+    client = docker_client()
+    have = client.info()["MemTotal"]
+    if options.memory > have:
+        raise ServeoffError(
+            f"memory limit {options.memory / 2**30:.1f} GiB is more than the Docker engine's machine has "
+            f"({have / 2**30:.1f} GiB); lower --memory"
+        )
+    found = {}
+    for name in servers:
+        image = options.images.get(name, server_class(name).default_image)
+        found[name] = local_image(client, image, name).attrs.get("Architecture", "unknown")
+    check_architectures(found, engine_architecture(client))
+
+
+def local_image(client: docker.DockerClient, image: str, server: str) -> Any:
+    """The image ``server`` runs, from the engine's store; one clear line when it was not built."""
+    try:
+        return client.images.get(image)
+    except ImageNotFound:
+        raise ServeoffError(
+            f"Docker image {image} is not here; build it with `docker compose build {server}`"
+        ) from None
+
+
+def engine_architecture(client: docker.DockerClient) -> str:
+    """The engine's CPU architecture, named as images name theirs (``amd64``, ``arm64``)."""
+    return client.version().get("Arch", "unknown")
+
+
+def check_architectures(images: dict[str, str], engine: str) -> None:
+    """One clear line when a server's image (``images``: server -> its image's architecture) is not built
+    for the engine's architecture: the engine would run it emulated, and an emulated server beside a native
+    one (TF Serving publishes amd64 images only, TorchServe several) is no comparison."""
+    foreign = {server: arch for server, arch in images.items() if arch != engine}
+    if foreign:
+        described = ", ".join(f"{server}'s image is {arch}" for server, arch in foreign.items())
+        wanted = next(iter(foreign.values()))
+        raise ServeoffError(
+            f"{described} but the Docker engine runs {engine}: it would run emulated and the comparison "
+            f"would be false; measure on an {wanted} machine, or natively (serveoff run)"
+        )
+
+
 class ContainerUsage:
     """A container's CPU time and memory, from Docker's stats API (its cgroup).
 
@@ -209,12 +257,7 @@ class ContainerServer(Server):
 
     def start(self, timeout: float = 180.0) -> None:
         client = docker_client()
-        try:
-            client.images.get(self.image)
-        except ImageNotFound:
-            raise ServeoffError(
-                f"Docker image {self.image} is not here; build it with `docker compose build {self.name}`"
-            ) from None
+        local_image(client, self.image, self.name)
         for port in self.public_ports():
             ensure_port_free(port, f"{self.title} published port")
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -258,7 +301,7 @@ class ContainerServer(Server):
         return []
 
     def versions(self) -> dict[str, str]:
-        return versions_in(type(self), self.container, self.image)
+        return versions_in(type(self), self.container)
 
     def diagnose(self, problem: str, lost: bool = False) -> ServerError:
         gone = self._exit_reason()
@@ -313,13 +356,18 @@ class ContainerServer(Server):
             return "(no output: the container is gone)"
 
 
-def versions_in(server: type[Server], container: Any, image: str) -> dict[str, str]:
-    """``server``'s versions read inside its running ``container``, and the image (name and ID) it runs."""
+def versions_in(server: type[Server], container: Any) -> dict[str, str]:
+    """``server``'s versions read inside its running ``container``, the image it was started from (name and
+    ID) and that image's architecture."""
 
     def run(argv: list[str]) -> str:
         return container.exec_run(argv).output.decode("utf-8", errors="replace")
 
-    return server.container_versions(run) | {"image": f"{image} ({container.image.id[:19]})"}
+    image = container.attrs["Config"]["Image"]  # the name (and so the tag) it was created from
+    return server.container_versions(run) | {
+        "image": f"{image} ({container.image.id[:19]})",
+        "architecture": container.image.attrs.get("Architecture", "unknown"),
+    }
 
 
 def remove_container(container: Any, log: Path) -> None:

@@ -24,8 +24,10 @@ from serveoff.serving.process import session_members, terminate
 from serveoff.serving.resources import ServerConfig
 from serveoff.serving.targets import server_class
 from serveoff.serving.usage import ProcessUsage, Usage
+from serveoff.signals import deferred
 
 STATE_SCHEMA = "serveoff.servers/3"
+STALE_STATE = "delete it if no server of serveoff runs"
 NATIVE = "native"
 
 
@@ -70,23 +72,28 @@ def start_servers(
 
     When one fails to start, those already started are stopped and nothing is recorded.
     """
-    if any(running(rec) for rec in read_state(state)):
-        raise ServeoffError(f"servers recorded in {state} may still run; stop them with `serveoff down`")
+    check_none_running(state)
     started: list[Server] = []
     try:
         for name in names:
             cls = server_class(name)
             port_base = (port_bases or {}).get(name, cls.default_port_base)
-            server = launch(cls, models, config, workdir / name, port_base, docker)
-            server.start()
-            started.append(server)
+            started.append(launch(cls, models, config, workdir / name, port_base, docker))
+            started[-1].start()  # stopped below too when its start fails or is interrupted
     except BaseException:
-        for server in started:
-            server.stop()
+        with deferred():
+            for server in started:
+                server.stop()
         raise
     records = [record(server) for server in started]
     write_state(state, records)
     return records
+
+
+def check_none_running(state: Path) -> None:
+    """One clear line when ``state`` is unreadable or records servers that may still run."""
+    if any(running(rec) for rec in read_state(state)):
+        raise ServeoffError(f"servers recorded in {state} may still run; stop them with `serveoff down`")
 
 
 def launch(
@@ -138,10 +145,24 @@ def read_state(path: Path) -> list[Record]:
     except FileNotFoundError:
         return []
     except (OSError, ValueError) as err:
-        raise ServeoffError(f"cannot read {path}: {err}; delete it if no server of serveoff runs") from None
-    if data.get("schema") != STATE_SCHEMA:
-        raise ServeoffError(f"{path} is not a serveoff servers file (schema {data.get('schema')!r})")
-    return [Record(**entry) for entry in data["servers"]]
+        raise ServeoffError(f"cannot read {path}: {err}; {STALE_STATE}") from None
+    schema = data.get("schema") if isinstance(data, dict) else None
+    if schema != STATE_SCHEMA:
+        raise ServeoffError(f"{path} is not a serveoff servers file (schema {schema!r}); {STALE_STATE}")
+    try:
+        return [_checked(Record(**entry)) for entry in data["servers"]]
+    except (KeyError, TypeError, ValueError) as err:
+        raise ServeoffError(f"{path} is malformed ({type(err).__name__}: {err}); {STALE_STATE}") from None
+
+
+def _checked(rec: Record) -> Record:
+    """A record whose fields have the types later steps use (a hand-edited file may say anything)."""
+    typed = {"server": str, "session": int, "started_at": (int, float), "endpoints": dict, "models": dict,
+             "config": dict, "versions": dict, "log": str, "launcher": str}  # fmt: skip
+    wrong = [name for name, kind in typed.items() if not isinstance(getattr(rec, name), kind)]
+    if wrong:
+        raise ValueError(f"bad {', '.join(wrong)}")
+    return rec
 
 
 def running(rec: Record) -> bool:
@@ -177,17 +198,20 @@ def processes_of(rec: Record) -> list[psutil.Process]:
 
 
 def stop_servers(state: Path, grace: float = 15.0) -> list[str]:
-    """Stop every server recorded in ``state`` and remove the file; returns what was stopped."""
+    """Stop every server recorded in ``state`` and remove the file; returns what was stopped.
+
+    A stop signal waits until all are stopped."""
     stopped = []
-    for rec in read_state(state):
-        if rec.launcher == "docker":
-            stopped += stop_container(rec)
-            continue
-        procs = processes_of(rec)
-        if procs:
-            terminate(procs, grace)
-            stopped.append(f"{rec.server} ({len(procs)} processes)")
-    state.unlink(missing_ok=True)
+    with deferred():
+        for rec in read_state(state):
+            if rec.launcher == "docker":
+                stopped += stop_container(rec)
+                continue
+            procs = processes_of(rec)
+            if procs:
+                terminate(procs, grace)
+                stopped.append(f"{rec.server} ({len(procs)} processes)")
+        state.unlink(missing_ok=True)
     return stopped
 
 

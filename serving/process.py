@@ -186,7 +186,8 @@ def ensure_port_free(port: int, what: str, host: str = "127.0.0.1") -> None:
             sock.bind((host, port))
         except OSError:
             raise ServeoffError(
-                f"port {port} on {host} ({what}) is in use; stop what holds it or choose other ports"
+                f"port {port} on {host} ({what}) is in use; stop the process that holds it (`serveoff down` "
+                "stops the servers `serveoff up` started)"
             ) from None
 
 

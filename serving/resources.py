@@ -12,6 +12,12 @@ from dataclasses import asdict, dataclass, replace
 from serveoff.errors import ServeoffError
 
 PRESETS = ("matched", "out-of-the-box")
+MOST = {  # the largest value of each setting, and why: a typo must not start thousands of processes
+    "instances": (256, "each TorchServe worker is a process holding its own copy of the model"),
+    "threads": (1024, "more threads than any machine's CPUs only contend"),
+    "max_batch_size": (1024, "as --batch-size: larger batches are built in memory whole"),
+    "batch_timeout_ms": (60_000, "a partial batch waiting over a minute measures the wait, not the server"),
+}
 
 
 @dataclass(frozen=True)
@@ -56,21 +62,38 @@ def available_cpus() -> tuple[int, ...]:
 def parse_cpus(text: str, available: tuple[int, ...] | None = None) -> tuple[int, ...]:
     """A CPU list like ``0-3,6`` as sorted CPU numbers; a clear error when malformed or not ``available``
     (default: the CPUs this process may run on)."""
+    have = set(available or available_cpus())
+    top = max(have)
     cpus: set[int] = set()
-    try:
-        for part in text.split(","):
-            first, _, last = part.strip().partition("-")
-            cpus.update(range(int(first), int(last or first) + 1))
-    except ValueError:
-        raise ServeoffError(f"CPU list {text!r} is malformed; write it like 0-3,6") from None
-    have_cpus = available or available_cpus()
-    missing = cpus - set(have_cpus)
-    if not cpus or missing:
-        have = ",".join(map(str, have_cpus))
+    missing: list[str] = []
+    for part in text.split(","):
+        first, last = _cpu_range(part, text)
+        cpus.update(c for c in range(first, min(last, top) + 1) if c in have)
+        missing += [str(c) for c in range(first, min(last, top) + 1) if c not in have]
+        if last > top:  # described, not enumerated: 0-99999999 must not build a set of that size
+            low = max(first, top + 1)
+            missing.append(f"{low}-{last}" if last > low else str(low))
+    if missing:
+        have_list = ",".join(map(str, sorted(have)))
         raise ServeoffError(
-            f"CPU list {text!r} names CPUs this machine lacks ({sorted(missing)}); it has {have}"
+            f"CPU list {text!r} names CPUs this machine lacks ({','.join(missing)}); it has {have_list}"
         )
     return tuple(sorted(cpus))
+
+
+def _cpu_range(part: str, text: str) -> tuple[int, int]:
+    """``3`` or ``0-3`` as its first and last CPU; one clear line when malformed or backwards."""
+    first, _, last = part.strip().partition("-")
+    try:
+        low, high = int(first), int(last or first)
+    except ValueError:
+        raise ServeoffError(f"CPU list {text!r} is malformed; write it like 0-3,6") from None
+    if high < low:
+        raise ServeoffError(
+            f"CPU list {text!r} has a range that runs backwards ({part.strip()}); write it low-high, like "
+            f"{high}-{low}"
+        )
+    return low, high
 
 
 def server_config(
@@ -119,8 +142,25 @@ def validate(config: ServerConfig, available: tuple[int, ...] | None = None) -> 
         raise ServeoffError(f"max batch size must be at least 1, got {config.max_batch_size}")
     if config.batch_timeout_ms < 0:
         raise ServeoffError(f"batch timeout must be 0 ms or more, got {config.batch_timeout_ms}")
+    for field, (most, why) in MOST.items():
+        value = getattr(config, field)
+        if value is not None and value > most:
+            flag = "--" + field.replace("_", "-")
+            raise ServeoffError(f"{flag} {value} is too high: at most {most:,} ({why})")
     if config.cpus is not None:
         have = available or available_cpus()
         missing = set(config.cpus) - set(have)
         if missing:
             raise ServeoffError(f"CPUs {sorted(missing)} are not available here; there are {list(have)}")
+
+
+def check_batch_fits(batch_size: int, config: ServerConfig) -> None:
+    """Requests of ``batch_size`` inputs must fit the servers' batches when they batch: TF Serving rejects a
+    larger request (INVALID_ARGUMENT), so serveoff refuses the setting up front, for every server alike."""
+    if config.batching and batch_size > config.max_batch_size:
+        most = config.max_batch_size
+        raise ServeoffError(
+            f"--batch-size {batch_size} is larger than the servers' --max-batch-size {most}: TF Serving "
+            f'rejects such requests ("Task size {batch_size} is larger than maximum input batch size '
+            f'{most}"); send --batch-size {most} or less, or give the servers --max-batch-size {batch_size}'
+        )

@@ -18,9 +18,15 @@ from docker.models.containers import Container
 
 from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout
-from serveoff.serving.container import LABEL, docker_client, versions_in
+from serveoff.serving.container import (
+    LABEL,
+    check_architectures,
+    docker_client,
+    engine_architecture,
+    versions_in,
+)
 from serveoff.serving.fleet import Record
-from serveoff.serving.resources import ServerConfig
+from serveoff.serving.resources import ServerConfig, available_cpus, parse_cpus
 from serveoff.serving.targets import SERVERS, server_class
 
 STACK_SCHEMA = "serveoff.stack/1"
@@ -58,6 +64,17 @@ def write_stack(models: list[ArtifactLayout], config: ServerConfig, stack: Path)
     return path
 
 
+def loadgen_overlap(text: str, config: ServerConfig) -> list[int]:
+    """The load generator's CPU set (compose's ``SERVEOFF_LOADGEN_CPUS``) checked against this machine's
+    CPUs, before anything is built; returns the CPUs it shares with the servers (none, ideally)."""
+    try:
+        loadgen = parse_cpus(text)
+    except ServeoffError as err:
+        raise ServeoffError(f"the load generator's {err} (SERVEOFF_LOADGEN_CPUS)") from None
+    servers = config.cpus if config.cpus is not None else available_cpus()
+    return sorted(set(loadgen) & set(servers))
+
+
 def read_stack(stack: Path) -> dict:
     """``stack.json``; one clear line when it is missing or not serveoff's."""
     path = stack / STACK_FILE
@@ -75,8 +92,9 @@ def read_stack(stack: Path) -> dict:
 def attach(stack: Path) -> list[Record]:
     """The records of the stack's running servers, each found by its service name.
 
-    An error when a server's container cannot be found, or when the containers' CPU sets or memory
-    limits differ: the comparison would not be fair.
+    An error when a server's container cannot be found, when the containers' CPU sets or memory
+    limits differ, or when an image is not built for the engine's architecture (it would run emulated):
+    the comparison would not be fair.
     """
     doc = read_stack(stack)
     client = docker_client()
@@ -94,7 +112,7 @@ def attach(stack: Path) -> list[Record]:
                 endpoints=cls.endpoints_at(name, entry["port_base"]).to_json(),
                 models=doc["models"],
                 config=doc["config"],
-                versions=versions_in(cls, container, next(iter(container.image.tags), "?")),
+                versions=versions_in(cls, container),
                 log=f"docker logs {container.name}",
                 launcher=COMPOSE,
                 container=container.id,
@@ -108,6 +126,9 @@ def attach(stack: Path) -> list[Record]:
             f"the servers' containers have different limits ({described}); give them the same "
             "SERVEOFF_SERVER_CPUS and SERVEOFF_SERVER_MEMORY"
         )
+    check_architectures(
+        {rec.server: rec.versions["architecture"] for rec in records}, engine_architecture(client)
+    )
     return records
 
 

@@ -1,7 +1,9 @@
 """Target names a benchmark can use: a server over a protocol, or an in-process baseline.
 
-``torchserve:rest``, ``torchserve:grpc``, ``tfserving:rest``, ``tfserving:grpc``, ``torch:inprocess``
-and ``tf:inprocess``. A third server is one more entry in ``SERVERS`` and one more folder.
+``torchserve:rest``, ``torchserve:grpc``, ``tfserving:rest``, ``tfserving:grpc``, and every in-process
+runtime of ``serving/runtimes/`` (``torch:inprocess``, ``torch:compiled``, ``tf:inprocess``, ``tf:xla``,
+``onnx:inprocess``). A third server is one more entry in ``SERVERS`` and one more
+folder; another runtime is one more file in ``serving/runtimes/``.
 """
 
 from __future__ import annotations
@@ -10,14 +12,14 @@ from dataclasses import dataclass
 from importlib import import_module
 
 from serveoff.errors import ServeoffError
+from serveoff.serving import runtimes
 from serveoff.serving.base import PROTOCOLS, Server
 
 SERVERS: dict[str, str] = {
     "torchserve": "serveoff.serving.torchserve.server:TorchServe",
     "tfserving": "serveoff.serving.tfserving.server:TFServing",
 }
-BASELINES = ("torch", "tf")
-INPROCESS = "inprocess"
+BASELINES = runtimes.systems()  # the systems of the in-process runtimes: torch, tf, onnx
 
 
 @dataclass(frozen=True)
@@ -33,12 +35,13 @@ class Target:
 
     @property
     def is_baseline(self) -> bool:
-        return self.protocol == INPROCESS
+        """Whether this is an in-process runtime rather than a server."""
+        return self.name in runtimes.RUNTIMES
 
 
 ALL_TARGETS = tuple(
     [Target(server, protocol) for server in SERVERS for protocol in PROTOCOLS]
-    + [Target(baseline, INPROCESS) for baseline in BASELINES]
+    + [Target(*name.split(":")) for name in runtimes.names()]
 )
 
 

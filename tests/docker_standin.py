@@ -9,6 +9,7 @@ Serving test fake. It checks the launcher, the compose file and the commands, ne
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -32,7 +33,7 @@ def engine() -> docker.DockerClient:
         client.ping()
         return client
     except DockerException as err:
-        if os.environ.get("CI"):
+        if os.environ.get("SERVEOFF_CI"):
             pytest.fail(f"no Docker engine answers ({err}); .ci/run installs docker.io and starts dockerd")
         pytest.skip(f"no Docker engine answers here ({str(err)[:120]})")
 
@@ -71,6 +72,31 @@ def standin_image(client: docker.DockerClient, workdir: Path) -> str:
             tar.addfile(entry)
     changes = ["--change", f"ENV PATH={container_path()}", "--change", "ENV SERVEOFF_TEST_BIND=0.0.0.0"]
     subprocess.run(["docker", "import", *changes, str(archive), tag], check=True, capture_output=True)
+    return tag
+
+
+def foreign_image(client: docker.DockerClient, workdir: Path) -> str:
+    """An empty image built for another architecture than the engine's (amd64 on arm64 engines, else
+    arm64), as TF Serving's amd64-only image is on an arm64 machine: loaded with ``docker load`` from an
+    archive in the image format, so no registry and no emulator are needed."""
+    arch = "amd64" if client.version()["Arch"] == "arm64" else "arm64"
+    tag = f"{STANDIN}-{arch}:0"
+    layer = workdir / "layer.tar"
+    with tarfile.open(layer, "w"):
+        pass  # an empty layer
+    diff_id = "sha256:" + hashlib.sha256(layer.read_bytes()).hexdigest()
+    config = json.dumps({"architecture": arch, "os": "linux", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()  # fmt: skip
+    config_name = hashlib.sha256(config).hexdigest() + ".json"
+    manifest = json.dumps([{"Config": config_name, "RepoTags": [tag], "Layers": ["layer.tar"]}]).encode()
+    archive = workdir / "foreign.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(layer, "layer.tar")
+        for name, data in ((config_name, config), ("manifest.json", manifest)):
+            entry = tarfile.TarInfo(name)
+            entry.size = len(data)
+            tar.addfile(entry, io.BytesIO(data))
+    subprocess.run(["docker", "load", "--input", str(archive)], check=True, capture_output=True)
     return tag
 
 

@@ -76,7 +76,7 @@ def test_bench_measures_every_target_into_a_complete_results_file(servers, tmp_p
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"results: {tmp_path / 'all' / 'results.json'}" in done.stdout.splitlines()
     results = results_of(tmp_path / "all")
-    assert results["schema"] == "serveoff.results/1" and results["status"] == "complete"
+    assert results["schema"] == "serveoff.results/2" and results["status"] == "complete"
     points = results["points"]
     assert len(points) == 12
     # Drift control: every target at c=1, then every target at c=2 in the reverse order.
@@ -122,7 +122,9 @@ def test_bench_measures_every_target_into_a_complete_results_file(servers, tmp_p
         "in-process torch 2.13.0+cpu",
         "in-process tf 2.21.0",
     }
-    lines = [line for line in done.stderr.splitlines() if line.startswith("digits-mlp ")]
+    started = [line for line in done.stderr.splitlines() if ": loaded in " in line]
+    assert len(started) == 2 and len(results["runtimes"]) == 2  # each runtime's start, before any point
+    lines = [ln for ln in done.stderr.splitlines() if ln.startswith("digits-mlp ") and " req/s " in ln]
     assert len(lines) == 12 and all(
         ("tfserving 0.0.0-serveoff-test-fake" in ln) == (" tfserving:" in ln) for ln in lines
     )
@@ -285,3 +287,36 @@ def test_bad_input_is_one_clear_line(args, message, tmp_path, env) -> None:
     assert done.returncode != 0
     assert lines[-1].startswith("serveoff: error: ") and message in lines[-1], done.stderr[-2000:]
     assert len(lines) == 1, done.stderr[-2000:]
+
+
+def test_an_open_loop_far_above_capacity_accounts_for_every_request_and_is_flagged(
+    servers, tmp_path, env
+) -> None:
+    # TorchServe serves digits-mlp at a few hundred requests/s here: 5,000/s is far beyond it (and beyond
+    # one generator process), so arrivals queue in the generator and TorchServe answers 503 when full.
+    rate, windows = 5000, 2
+    args = ["bench", "--state", str(servers), "--out", str(tmp_path), "--run-id", "over", "--timeout", "2"]
+    args += ["--load", "open", "--rate", str(rate), "--arrival", "constant", "--target", "torchserve:rest"]
+    args += ["--warmup", "0.5", "--window", "1", "--min-windows", str(windows), "--max-windows", str(windows)]
+    done = serveoff(args, env, timeout=120)
+    results = results_of(tmp_path / "over")
+    (point,) = results["points"]
+    measured = point["windows"]
+    # A window in which TorchServe answered none (on a busy machine) ends the run, as documented.
+    if done.returncode:
+        assert "none was answered" in done.stderr.splitlines()[-1] and results["status"] == "partial"
+        assert len(measured) >= 1, done.stderr[-3000:]
+    else:
+        assert len(measured) == windows and results["status"] == "complete"
+        (line,) = [ln for ln in done.stderr.splitlines() if ln.startswith("digits-mlp torchserve:rest ")]
+        assert "r=5000/s" in line and "OVERLOADED" in line
+        assert "serveoff: warning: digits-mlp torchserve:rest r=5000/s was overloaded" in done.stderr
+    for window in measured:
+        settled = window["requests"] + sum(window["errors"].values()) + window["unfinished"]
+        assert settled == window["scheduled"], window
+    scheduled = rate * len(measured)  # constant arrivals: exactly this many in the measured 1 s windows
+    summary = point["summary"]
+    accounted = summary["requests"] + summary["failed"]
+    assert abs(accounted - scheduled) <= 0.01 * scheduled, (accounted, summary["errors"])
+    assert summary["failed"] > 0.5 * scheduled, summary["errors"]  # far above capacity: most cannot be served
+    assert point["overloaded"] is True and "failed or unanswered" in point["overload"]

@@ -131,3 +131,55 @@ def test_console_script_reports_one_line_and_exit_code() -> None:
         "serveoff: error: unknown model 'nope'; choose one of: "
         "digits-mlp, resnet50, text-encoder, resnet50-tiny, text-encoder-tiny"
     ]
+
+
+@pytest.mark.parametrize("name", ["digits-mlp", "Digits-MLP", "resnet50"])
+def test_a_zoo_name_is_refused_for_your_own_model(name, digits, tmp_path, capsys, monkeypatch) -> None:
+    out = tmp_path / "out"
+    result = run_cli([*user_args(digits, digits.samples, name=name), "--out", str(out)], capsys, monkeypatch)
+    assert_one_clear_line(result, f"--name {name!r} is a zoo model's name", "another name")
+    assert not out.exists()
+
+
+def fake_build(root: Path, source: str) -> None:
+    """A directory that claims to hold a build of ``source``'s kind (its manifest is all that is read)."""
+    root.mkdir(parents=True)
+    (root / "manifest.json").write_text(json.dumps({"schema": "serveoff.artifact/1", "source": source}))
+
+
+def test_a_zoo_build_never_replaces_your_own_model(tmp_path, capsys, monkeypatch) -> None:
+    fake_build(tmp_path / "digits-mlp", "user")  # built under a zoo name by an older serveoff
+    result = run_cli(["build", "--model", "digits-mlp", "--out", str(tmp_path)], capsys, monkeypatch)
+    assert_one_clear_line(result, "holds a model of your own", "never replaces it")
+    assert json.loads((tmp_path / "digits-mlp" / "manifest.json").read_text())["source"] == "user"
+
+
+def test_your_own_model_never_replaces_a_zoo_build(digits, tmp_path, capsys, monkeypatch) -> None:
+    fake_build(tmp_path / "mine", "zoo")
+    result = run_cli([*user_args(digits, digits.samples), "--out", str(tmp_path)], capsys, monkeypatch)
+    assert_one_clear_line(result, "holds a zoo build", "another --name or --out")
+    assert json.loads((tmp_path / "mine" / "manifest.json").read_text())["source"] == "zoo"
+
+
+def test_sample_inputs_that_are_not_one_npy_array(digits, tmp_path, capsys, monkeypatch) -> None:
+    batch = np.load(digits.samples)
+    np.savez(tmp_path / "inputs.npz", batch=batch)
+    (tmp_path / "inputs.csv").write_text("0.1,0.2\n")
+    (tmp_path / "folder.npy").mkdir()
+    cases = {
+        "inputs.npz": "are an .npz archive, not one array",
+        "inputs.csv": "are not a .npy file",
+        "folder.npy": "cannot read sample inputs",
+        "missing.npy": "cannot read sample inputs",
+    }
+    for file, message in cases.items():
+        args = [*user_args(digits, tmp_path / file), "--out", str(tmp_path / "out")]
+        result = run_cli(args, capsys, monkeypatch)
+        assert_one_clear_line(result, message, "numpy.save")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_artifacts_directory_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    result = run_cli(["build", "--model", "digits-mlp", "--out", str(tmp_path / "file")], capsys, monkeypatch)
+    assert_one_clear_line(result, f"cannot build into {tmp_path / 'file'}", "another artifacts directory")

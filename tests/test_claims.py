@@ -270,6 +270,16 @@ def test_a_missing_metric_is_not_testable(tmp_path: Path) -> None:
     assert check(tmp_path, predicate, points).status == "supported"
 
 
+def test_a_figure_that_is_not_a_number_settles_nothing(tmp_path: Path) -> None:
+    points = both_servers(4000, 2000)
+    for each in points:
+        each["summary"]["latency_us"]["p50"] = {"value": float("nan"), "low": 1.0, "high": float("nan")}
+    verdict = check(tmp_path, LATENCY, points)
+    assert verdict.status == "not testable"
+    assert "p50 latency was not measured" in verdict.reason
+    assert not re.search(r"\bnan\b", " ".join([verdict.reason, *verdict.evidence]), re.I)
+
+
 # not testable
 
 
@@ -277,7 +287,7 @@ def test_a_target_without_results_is_not_testable(tmp_path: Path) -> None:
     predicate = {"better": "torch:compiled", "than": "torch:inprocess", "metric": "throughput"}
     verdict = check(tmp_path, predicate, [point("torch:inprocess")])
     assert verdict.status == "not testable"
-    assert verdict.reason == "not testable on this run: no results for torch:compiled"
+    assert verdict.reason == "not testable on this run: no results for in-process PyTorch torch.compile"
 
 
 def test_a_test_double_never_settles_a_claim(tmp_path: Path) -> None:
@@ -330,7 +340,7 @@ def test_all_of(tmp_path: Path) -> None:
     with_gap = {"all_of": [lower_p99, {**no_more_errors, "not_worse": "torch:compiled"}]}
     gap = check(tmp_path, with_gap, both_servers(4000, 2000))
     assert gap.status == "not testable"
-    assert gap.reason == "not testable on this run: no results for torch:compiled"
+    assert gap.reason == "not testable on this run: no results for in-process PyTorch torch.compile"
     assert check(tmp_path, with_gap, both_servers(2000, 4000)).status == "refuted"  # a refuted part wins
 
 

@@ -3,11 +3,13 @@ invariants a fair, loopback-only comparison needs. Nothing here needs a Docker e
 
 from __future__ import annotations
 
+import http.server
 import os
 import re
 import shlex
 import shutil
 import subprocess
+import threading
 import tomllib
 from pathlib import Path
 
@@ -25,6 +27,7 @@ ENV_FILE = ROOT / ".env"
 SERVER_NAMES = list(SERVERS)
 ONE_SHOT = "build"
 BENCHES = ("bench", "bench-full")
+MARKER = "/tmp/serveoff-healthy"  # a healthcheck's sign, inside its container, that the server was healthy
 PINS = {
     req.split("==")[0]: req.split("==")[1]
     for req in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
@@ -36,7 +39,7 @@ def docker_compose() -> str:
     """docker-compose (Debian's, which .ci/run installs); CI fails without it, elsewhere the test skips."""
     found = shutil.which("docker-compose")
     if found is None:
-        if os.environ.get("CI"):
+        if os.environ.get("SERVEOFF_CI"):
             pytest.fail("docker-compose is missing; .ci/run installs it (apt-get install docker-compose)")
         pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
     return found
@@ -177,7 +180,10 @@ def test_dockerfiles_pin_their_bases_and_the_versions_that_built_the_artifacts()
     tfserving = (ROOT / "serving/tfserving/Dockerfile").read_text()
     serveoff = (ROOT / "Dockerfile").read_text()
     assert _from(torchserve) == f"pytorch/torchserve:{PINS['torchserve']}-cpu"
-    assert _from(tfserving) == f"tensorflow/serving:{PINS['tensorflow-serving-api']}"
+    assert _from(tfserving) == "tensorflow/serving:${SERVEOFF_TFSERVING_VERSION}"
+    default = re.search(r"^ARG SERVEOFF_TFSERVING_VERSION=(\S+)$", tfserving, re.MULTILINE)
+    assert default, "the TF Serving release is a build argument with a default"
+    assert default[1] == PINS["tensorflow-serving-api"] == env_defaults()["SERVEOFF_TFSERVING_VERSION"]
     assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", _from(serveoff))
     for text in (torchserve, serveoff):
         assert f"torch=={PINS['torch']}" in text
@@ -189,6 +195,126 @@ def test_dockerfiles_pin_their_bases_and_the_versions_that_built_the_artifacts()
         assert re.search(r"^ENTRYPOINT \[\]$", text, re.MULTILINE)  # the launch script replaces it
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", "artifacts", "results", ".git"} <= set(ignored)
+
+
+def test_the_tf_serving_release_is_one_setting_for_the_base_and_the_tag() -> None:
+    """Where Docker Hub lacks the pinned release, SERVEOFF_TFSERVING_VERSION picks another: it names the
+    base image (a build argument) and tags the image, which is what the manifest records as run."""
+    tfserving = resolved({"SERVEOFF_TFSERVING_VERSION": "2.20.0"})["services"]["tfserving"]
+    assert tfserving["image"] == "serveoff-tfserving:2.20.0"
+    assert tfserving["build"]["args"] == {"SERVEOFF_TFSERVING_VERSION": "2.20.0"}
+
+
+def test_servers_run_under_an_init_that_passes_sigterm_on() -> None:
+    services = resolved()["services"]
+    for name in SERVER_NAMES:
+        assert services[name]["init"] is True, name  # else `docker compose down` waits 10 s, then kills
+
+
+def test_healthchecks_start_no_python_and_stop_probing_once_healthy() -> None:
+    """The measured containers' healthchecks run on the servers' CPUs for the whole measurement."""
+    services = resolved()["services"]
+    for name in [*SERVER_NAMES, *BENCHES]:
+        kind, command = services[name]["healthcheck"]["test"]
+        assert kind == "CMD-SHELL" and "python" not in command, name
+        assert command.startswith(f"test -e {MARKER} || {{ bash -c "), name
+        assert command.endswith(f" && touch {MARKER}; }}"), name
+
+
+@pytest.mark.parametrize(
+    ("service", "path", "starting", "ready"),
+    [
+        ("torchserve", "/ping", (500, '{"status": "Unhealthy"}'), (200, '{"status": "Healthy"}')),
+        ("tfserving", "/v1/models/digits-mlp", (200, '{"state": "START"}'), (200, '{"state": "AVAILABLE"}')),
+    ],
+)  # fmt: skip
+def test_a_healthcheck_probes_until_healthy_then_only_tests_its_marker(service, path, starting, ready,
+                                                                       tmp_path) -> None:  # fmt: skip
+    """The compose file's own healthcheck command, its port and marker moved, run by this machine's sh and
+    bash against a stand-in HTTP server on 127.0.0.1 (the real servers answer it in test_docker.py)."""
+    answers, asked = [starting], []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            status, body = answers[-1]
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args) -> None:
+            pass
+
+    command = resolved()["services"][service]["healthcheck"]["test"][1]
+    port = {"torchserve": 8080, "tfserving": 8501}[service]
+    marker = tmp_path / "healthy"
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        moved = f"127.0.0.1/{server.server_port}"
+        local = command.replace(MARKER, str(marker)).replace(f"127.0.0.1/{port}", moved)
+
+        def check() -> int:
+            return subprocess.run(["sh", "-c", local], capture_output=True, timeout=10).returncode
+
+        assert check() != 0 and not marker.exists() and asked == [path]  # starting: unhealthy
+        answers.append(ready)
+        assert check() == 0 and marker.exists() and asked == [path, path]
+        assert check() == 0 and check() == 0 and asked == [path, path]  # healthy: the server is left alone
+        server.shutdown()
+
+
+def test_the_load_generator_cpus_are_checked_by_the_build_service() -> None:
+    """`serveoff prepare` gets the bench's CPU set: a CPU the machine lacks stops the stack before a build."""
+    services = resolved({"SERVEOFF_LOADGEN_CPUS": "3"})["services"]
+    assert _flag(services[ONE_SHOT]["command"], "--loadgen-cpus") == "3"
+    assert all(services[name]["cpuset"] == "3" for name in BENCHES)
+
+
+def test_the_artifacts_can_be_a_host_directory_of_your_own_models() -> None:
+    services = resolved({"SERVEOFF_ARTIFACTS": "./my-models"})["services"]
+    for name, service in services.items():
+        mounts = dict((target, source) for source, target in _volumes(service))
+        assert mounts["/work/artifacts"] == str(ROOT / "my-models"), name
+
+
+def test_the_docker_socket_is_a_setting() -> None:
+    services = resolved({"SERVEOFF_DOCKER_SOCKET": "/run/user/1000/docker.sock"})["services"]
+    for name in BENCHES:
+        assert ("/run/user/1000/docker.sock", "/var/run/docker.sock") in _volumes(services[name]), name
+
+
+def test_the_torchserve_image_is_byte_compiled_and_keeps_no_installer_cache() -> None:
+    """The server runs as model-server and cannot write bytecode into the root-owned venv and Python: all of
+    it is compiled when the image is built, and uv's cache is never written into a layer."""
+    dockerfile = (ROOT / "serving/torchserve/Dockerfile").read_text()
+    runs = [block for block in re.split(r"\n(?=[A-Z]+ )", dockerfile) if block.startswith("RUN ")]
+    (run,) = [block for block in runs if "uv " in block]  # one RUN: one layer
+    steps = [step.strip() for step in run.removeprefix("RUN ").replace("\\\n", " ").split("&&")]
+    uv = [step for step in steps if step.startswith("uv ")]
+    assert len(uv) == 3 and all("--no-cache" in step.split() for step in uv), uv
+    installs = [step for step in uv if step.startswith("uv pip install")]
+    assert len(installs) == 2 and all("--compile-bytecode" in step.split() for step in installs)
+    assert any("-m compileall" in step and 'get_path("stdlib")' in step for step in steps)  # the CPython
+
+
+def test_setup_installs_torch_from_the_cpu_index_unless_told_cuda() -> None:
+    script = (ROOT / "setup.sh").read_text()
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in script
+    assert "torch==2.13.0" in script and PINS["torch"] == "2.13.0"
+    done = subprocess.run(["bash", str(ROOT / "setup.sh")], env=os.environ | {"SERVEOFF_TORCH": "rocm"},
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "setup: SERVEOFF_TORCH=rocm is neither cpu nor cuda; unset it for the CPU build"
+    ]
+
+
+def test_the_ci_job_runs_on_a_hosted_runner_without_root() -> None:
+    job = yaml.safe_load((ROOT / ".github/workflows/perf-gate.yml").read_text())["jobs"]["gate"]
+    runs = [step["run"] for step in job["steps"] if "run" in step]
+    assert not any(word in run.split() for run in runs for word in ("sudo", "apt-get", "docker"))
+    setup = [step for step in job["steps"] if step.get("run") == "./setup.sh"]
+    python = "${{ steps.python.outputs.python-path }}"  # setup-python's, whatever it names python3
+    assert len(setup) == 2 and all(step["env"]["PYTHON"] == python for step in setup)
 
 
 def _ports(service: dict) -> list[tuple[str, int, int]]:

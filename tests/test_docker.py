@@ -32,7 +32,7 @@ from serveoff.serving.torchserve.server import TorchServe
 
 from .cli_runner import run_cli
 from .commands import QUICK, serveoff
-from .docker_standin import ROOT, compose_override, engine, host_mounts, standin_image
+from .docker_standin import ROOT, compose_override, engine, foreign_image, host_mounts, standin_image
 from .test_compose import docker_compose, resolved
 
 MEMORY = 1 << 30
@@ -94,6 +94,7 @@ def test_torchserve_runs_in_a_container_under_the_limits_it_was_given(
         assert (rec.launcher, rec.container, rec.memory_bytes) == ("docker", server.container.id, MEMORY)
         assert rec.versions["torchserve"] == "0.12.0" and rec.versions["torch"].startswith("2.13.0")
         assert rec.versions["image"].startswith(image)
+        assert rec.versions["architecture"] == client.version()["Arch"]
         fleet.write_state(state, [rec])
     except BaseException:
         server.stop()
@@ -133,6 +134,25 @@ def test_a_missing_image_is_one_line(client, digits, tmp_path) -> None:
     with pytest.raises(ServeoffError, match=f"Docker image {missing} is not here; build it with "
                        "`docker compose build torchserve`"):  # fmt: skip
         server.start()
+
+
+def test_an_image_for_another_architecture_is_refused_before_anything_starts(
+    client, image, built, env, tmp_path
+) -> None:
+    """TF Serving's image is amd64 only: on arm64 it would run emulated beside a native TorchServe."""
+    foreign = foreign_image(client, tmp_path)
+    before = {c.id for c in ours(client)}
+    artifacts = built["digits-mlp"].root.parent
+    args = ["bench", "--docker", "--image", f"torchserve={image}", "--image", f"tfserving={foreign}",
+            "--artifacts", str(artifacts), "--out", str(tmp_path / "results")]  # fmt: skip
+    done = serveoff(args, env, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    arch = client.images.get(foreign).attrs["Architecture"]
+    assert lines == [f"serveoff: error: tfserving's image is {arch} but the Docker engine runs "
+                     f"{client.version()['Arch']}: it would run emulated and the comparison would be false; "
+                     f"measure on an {arch} machine, or natively (serveoff run)"]  # fmt: skip
+    assert not (tmp_path / "results").exists() and {c.id for c in ours(client)} == before
 
 
 def test_bench_docker_starts_measures_and_removes_the_containers(client, image, built, env, tmp_path) -> None:
@@ -186,6 +206,11 @@ def test_the_compose_stack_runs_the_comparison_end_to_end(client, image, tmp_pat
             assert servers[name]["config"]["cpus"] == [1]
             assert servers[name]["cost_from"].startswith("docker stats")
             assert client.containers.get(servers[name]["container"]).attrs["HostConfig"]["CpusetCpus"] == "1"
+        engine_arch = client.version()["Arch"]
+        for name in ("torchserve", "tfserving"):
+            assert servers[name]["versions"]["architecture"] == engine_arch, name
+            assert servers[name]["versions"]["image"].startswith(image), name
+            assert client.containers.get(servers[name]["container"]).attrs["HostConfig"]["Init"] is True
         assert servers["torchserve"]["versions"]["torchserve"] == "0.12.0"
         assert "serveoff-test" in servers["tfserving"]["versions"]["TensorFlow ModelServer"]
         measured = {p["target"]: p for p in doc["points"]}
@@ -198,6 +223,11 @@ def test_the_compose_stack_runs_the_comparison_end_to_end(client, image, tmp_pat
             assert point["peak_rss_mib"] > 10
         assert (run / "report.html").stat().st_size > 100_000
         assert "test double of tfserving:rest" in (run / "report.md").read_text()
+        stop = _compose([*compose, "stop", "torchserve", "tfserving"], env, timeout=60)
+        assert stop.returncode == 0, stop.stderr
+        for name in ("torchserve", "tfserving"):  # SIGTERM reached the server: it was not killed (137)
+            state = client.containers.get(servers[name]["container"]).attrs["State"]
+            assert state["ExitCode"] != 137 and not state["OOMKilled"], (name, state)
     finally:
         down = _compose([*compose, "down", "-v", "--remove-orphans"], env, timeout=120)
         assert down.returncode == 0, down.stderr
@@ -210,6 +240,7 @@ def test_the_compose_stack_runs_the_comparison_end_to_end(client, image, tmp_pat
         ({"SERVEOFF_MODEL": "no-such-model"}, "unknown model 'no-such-model'"),
         ({"SERVEOFF_SERVER_CPUS": "0-99"}, "names CPUs this machine lacks"),
         ({"SERVEOFF_SERVER_MEMORY": "lots"}, "memory limit 'lots' is malformed"),
+        ({"SERVEOFF_LOADGEN_CPUS": "0-99"}, "the load generator's CPU list '0-99' names CPUs"),
     ],
 )
 def test_a_bad_setting_stops_the_stack_before_anything_is_built(client, image, tmp_path, env, line) -> None:

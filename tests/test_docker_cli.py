@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from serveoff.errors import ServeoffError
 from serveoff.models.build import BuildResult
+from serveoff.serving.container import check_architectures
+from serveoff.serving.resources import available_cpus
 from serveoff.serving.stack import STACK_SCHEMA
 
 from .cli_runner import CliResult, run_cli
@@ -47,6 +50,9 @@ def test_no_docker_engine_is_one_line(args, env, tmp_path) -> None:
         (["bench", "--docker", "--image", "nginx"], "--image 'nginx' must be SERVER=IMAGE, SERVER one of "
                                                    "torchserve, tfserving"),
         (["up", "--docker", "--mount", "/nonexistent"], "--mount /nonexistent does not exist"),
+        (["up", "--docker", "--cpus", "0-99"], "CPU list '0-99' names CPUs this machine lacks"),
+        (["bench", "--docker", "--cpus", "two"], "CPU list 'two' is malformed"),
+        (["up", "--docker", "--model", "no-such-model"], "unknown model 'no-such-model'"),
         (["bench", "--docker", "--stack", "x"], "use --docker (serveoff starts containers) or --stack"),
         (["bench", "--stack", "/nonexistent"], "/nonexistent/stack.json is missing; write it with "
                                                "`serveoff prepare --stack /nonexistent`"),
@@ -55,10 +61,13 @@ def test_no_docker_engine_is_one_line(args, env, tmp_path) -> None:
         (["prepare", "--cpus", "0-99"], "CPU list '0-99' names CPUs this machine lacks"),
         (["prepare", "--model", "no-such-model"], "unknown model 'no-such-model'"),
         (["prepare", "--memory", "4x"], "memory limit '4x' is malformed"),
+        (["prepare", "--loadgen-cpus", "0-99"], "the load generator's CPU list '0-99' names CPUs this "
+                                                "machine lacks"),
     ],
 )  # fmt: skip
 def test_bad_values_are_one_line(args, message, env, tmp_path) -> None:
-    result = _serveoff(args, env, tmp_path)
+    """Each value is checked before a Docker engine is asked (none answers here, whether or not one runs)."""
+    result = _serveoff(args, env | {"DOCKER_HOST": NO_ENGINE}, tmp_path)
     assert result.code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
@@ -95,6 +104,43 @@ def test_prepare_writes_each_servers_launch_script_from_one_setting(
     assert "--enable_batching=true" in tfserving["argv"]
     batching = (stack / "tfserving" / "batching.config").read_text()
     assert "max_batch_size" in batching and "value: 8" in batching and "value: 2000" in batching
+
+
+def test_prepare_warns_when_the_load_generator_shares_the_servers_cpus(
+    built: dict[str, BuildResult], capsys, monkeypatch, tmp_path
+) -> None:
+    artifacts = built["digits-mlp"].root.parent
+    args = ["prepare", "--artifacts", str(artifacts), "--stack", str(tmp_path), "--cpus", "0"]
+    result = run_cli([*args, "--loadgen-cpus", "0-1"], capsys, monkeypatch)
+    assert result.code == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert warnings == [
+        "serveoff: warning: the load generator shares CPUs [0] with the servers and takes CPU from the "
+        "server it measures; give SERVEOFF_LOADGEN_CPUS other CPUs than SERVEOFF_SERVER_CPUS"
+    ]
+    others = [cpu for cpu in available_cpus() if cpu != 0]
+    if others:  # a one-CPU machine has no CPU to keep the load generator apart on
+        apart = run_cli([*args, "--loadgen-cpus", str(others[0])], capsys, monkeypatch)
+        assert apart.code == 0 and "warning" not in apart.stderr, apart.stderr
+
+
+# What the docker SDK read on real engines: `docker version`'s Arch and each image's Architecture.
+APPLE_SILICON = {"engine": "arm64", "torchserve": "arm64", "tfserving": "amd64"}  # Docker Desktop, M-series
+X86_64 = {"engine": "amd64", "torchserve": "amd64", "tfserving": "amd64"}
+
+
+def test_an_image_the_engine_would_emulate_is_refused_in_one_line() -> None:
+    recorded = dict(APPLE_SILICON)
+    engine = recorded.pop("engine")
+    with pytest.raises(ServeoffError) as refused:
+        check_architectures(recorded, engine)
+    assert str(refused.value) == (
+        "tfserving's image is amd64 but the Docker engine runs arm64: it would run emulated and the "
+        "comparison would be false; measure on an amd64 machine, or natively (serveoff run)"
+    )
+    check_architectures({"torchserve": recorded["torchserve"]}, engine)  # one native server is fine
+    native = dict(X86_64)
+    check_architectures(native, native.pop("engine"))
 
 
 def _serveoff(args: list[str], env: dict[str, str], cwd: Path) -> CliResult:

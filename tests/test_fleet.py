@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout
 from serveoff.models.build import BuildResult
 from serveoff.serving import fleet
-from serveoff.serving.process import free_port_base
+from serveoff.serving.process import ensure_port_free, free_port_base
 from serveoff.serving.resources import server_config
 
 from .cli_runner import run_cli
@@ -109,3 +110,42 @@ def test_up_rejects_bad_values_in_one_line(args, message, tmp_path: Path, capsys
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
     assert not (tmp_path / "s.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "cannot read"),
+        ("[]", "is not a serveoff servers file (schema None)"),
+        ('{"schema": "serveoff.servers/3"}', "is malformed (KeyError"),
+        ('{"schema": "serveoff.servers/3", "servers": [{"server": "ts"}]}', "is malformed (TypeError"),
+        ('{"schema": "serveoff.servers/3", "servers": "ts"}', "is malformed (TypeError"),
+        (json.dumps({"schema": fleet.STATE_SCHEMA, "servers": [{
+            "server": "torchserve", "session": "12", "started_at": 0.0, "endpoints": {}, "models": {},
+            "config": {}, "versions": {}, "log": "x"}]}), "is malformed (ValueError: bad session"),
+    ],
+)  # fmt: skip
+def test_a_malformed_servers_file_is_one_line(content, message, tmp_path, capsys, monkeypatch) -> None:
+    state = tmp_path / "servers.json"
+    state.write_text(content)
+    up = ["up", "--native", "--server", "torchserve", "--artifacts", str(tmp_path / "artifacts")]
+    for command in (["down"], up):
+        result = run_cli([*command, "--state", str(state)], capsys, monkeypatch)
+        lines = result.stderr.strip().splitlines()
+        assert result.code == 2 and len(lines) == 1, result.stderr
+        assert message in lines[0] and "delete it if no server of serveoff runs" in lines[0]
+    assert state.read_text() == content
+    assert not (tmp_path / "artifacts").exists(), "nothing is built before the servers file is checked"
+
+
+def test_a_port_in_use_says_what_to_do_that_exists() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(ServeoffError) as caught:
+            ensure_port_free(port, "TorchServe REST inference")
+    assert str(caught.value) == (
+        f"port {port} on 127.0.0.1 (TorchServe REST inference) is in use; stop the process that holds it "
+        "(`serveoff down` stops the servers `serveoff up` started)"
+    )

@@ -1,15 +1,18 @@
-"""`serveoff gate` on real runs: the same configuration run again passes; a 30% slowdown fails.
+"""`serveoff gate` on real runs: the same configuration run again passes; a 30% slowdown fails; so does
+a run during which the server stalls and requests time out.
 
 Each side is two repeats, interleaved in time (base, again, slow, base, again, slow), so the gate's
 intervals hold this shared machine's run-to-run drift, which can reach 20-30% here.
 
 The slowdown is real, not edited into the results: while the slow run measures, TorchServe's processes
 are paused for 23% of every 20 ms (SIGSTOP, then SIGCONT, as cpulimit does), so the server does the same
-work about 30% slower (1 / 0.77).
+work about 30% slower (1 / 0.77). The stalled run pauses TorchServe for 1 s of every 2.5 s while it
+measures, with a 0.3 s request timeout: requests fail with timeouts in every stall.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -31,6 +34,7 @@ WINDOWS = ["--warmup", "2", "--window", "1.5", "--min-windows", "3", "--max-wind
 PLAN = ["--target", "torchserve:rest", "--concurrency", "2,4", *WINDOWS]
 # The server gets CPU 1 and the load generator CPU 0, so that neither's noise moves the other's figures.
 SERVER_CPUS, GENERATOR = (1,), ["taskset", "-c", "0"]
+STALL_TIMEOUT = ["--timeout", "0.3"]
 
 
 class Throttle:
@@ -62,6 +66,24 @@ class Throttle:
         self._signal(signal.SIGCONT)  # never leave the server paused
 
 
+class Stalls(Throttle):
+    """Stalls the processes for 1 s of every 2.5 s, from when ``ready`` exists until the block ends.
+
+    ``ready`` is the run's ``results.json``: the bench writes it once every server answered its check
+    request, so the stalls hit the measurement, not the check. A stall is shorter than a window, so every
+    window still gets answers and the run goes on (a window with none would end it).
+    """
+
+    def __init__(self, pids: list[int], ready: Path) -> None:
+        super().__init__(pids, paused=0.4, period=2.5)
+        self.ready = ready
+
+    def _run(self) -> None:
+        while not self.ready.exists() and not self._stop.wait(0.02):
+            pass
+        super()._run()
+
+
 @pytest.fixture(scope="module")
 def runs(built, tmp_path_factory, env, marker) -> Iterator[Path]:
     """Two repeats each of one plan on one TorchServe: a baseline, the same again, and 30% slower."""
@@ -84,6 +106,9 @@ def runs(built, tmp_path_factory, env, marker) -> Iterator[Path]:
                 with Throttle(pids) if run_id == "slow" else nullcontext():
                     done = serveoff([*bench, *PLAN, "--run-id", run_id + repeat], env, GENERATOR)
                 assert done.returncode == 0, done.stderr[-3000:]
+        with Stalls([p.pid for p in fleet.processes_of(record)], work / "stalled" / "results.json"):
+            done = serveoff([*bench, *PLAN, *STALL_TIMEOUT, "--run-id", "stalled"], env, GENERATOR)
+        assert done.returncode == 0, done.stderr[-3000:]
     finally:
         fleet.stop_servers(state)
     assert leftovers(marker) == []
@@ -114,3 +139,22 @@ def test_a_30_percent_slowdown_fails_the_gate(runs, env, tmp_path) -> None:
     assert failed and int(suite.get("failures")) == len(failed)
     # Which load shows it depends on this shared machine's noise (c=4 in some runs, c=2 in others).
     assert {case.get("name").split()[1] for case in failed} <= {"throughput", "p99"}
+
+
+def test_a_run_whose_requests_time_out_in_server_stalls_fails_on_the_error_rate(runs, env, tmp_path):
+    junit = tmp_path / "gate.xml"
+    args = ["gate", str(runs / "stalled"), "--baseline", str(runs / "base1"), "--junit", str(junit)]
+    done = serveoff(args, env)
+    print(done.stdout)
+    assert done.returncode == 1, done.stdout + done.stderr[-2000:]
+    assert "gate: FAIL" in done.stdout
+    results = json.loads((runs / "stalled" / "results.json").read_text())
+    assert results["status"] == "complete"
+    # Requests failed in the stalls at both loads, and they are counted as what they were: timeouts.
+    for point in results["points"]:
+        assert point["summary"]["failed"] > 0, point["summary"]
+        assert "timeout" in point["summary"]["errors"], point["summary"]
+    cases = {case.get("name"): case for case in ET.parse(junit).getroot().iter("testcase")}
+    for load in ("c=2", "c=4"):
+        failure = cases[f"{load} error_rate"].find("failure")
+        assert failure is not None and "is above the 0.1% limit" in failure.get("message")

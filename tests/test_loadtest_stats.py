@@ -20,7 +20,7 @@ from serveoff.loadtest.histograms import (
 from serveoff.loadtest.plan import SearchPolicy, WindowPolicy, load_points
 from serveoff.loadtest.results import SCHEMA, read_results, serving_tax
 from serveoff.loadtest.search import RateSearch
-from serveoff.loadtest.stats import Window, _percentile_of_counts, estimate, stable
+from serveoff.loadtest.stats import Window, _percentile_of_counts, estimate, load_flags, stable
 
 
 def window(latencies_ms: list[float], index: int = 0, duration: float = 1.0, errors: int = 0) -> Window:
@@ -164,3 +164,39 @@ def test_serving_tax_subtracts_the_matching_baseline() -> None:
     assert tax["latency_us"] == {"p50": 300, "p99": 600}
     assert tax["throughput_ratio"] == pytest.approx(0.25)
     assert tax["baseline"] == "torch:inprocess"
+
+
+def test_a_point_where_over_1pc_of_scheduled_requests_failed_or_went_unanswered_is_overloaded() -> None:
+    served = [window([5.0] * 995, 0, errors=5), window([5.0] * 1000, 1)]
+    for w in served:
+        w.scheduled = w.requests + w.failed
+    assert load_flags(served)["overloaded"] is False  # 5 of 2,000: within the bound
+    behind = window([5.0] * 400, 2, errors=500)
+    behind.unfinished, behind.scheduled = 100, 1000
+    flags = load_flags([*served, behind])
+    assert flags["overloaded"] is True and flags["generator_bound"] is False
+    assert flags["overload"] == (
+        "20.2% of 3,000 scheduled requests failed or unanswered (HTTP 503 x505, unfinished x100)"
+    )
+    assert estimate([*served, behind], batch_size=1)["scheduled"] == 3000
+
+
+def test_a_point_whose_requests_were_sent_late_is_generator_bound() -> None:
+    late = window([5.0] * 1000)
+    late.scheduled, late.late_sends, late.send_lag_max_s = 1000, 11, 0.25
+    flags = load_flags([late])
+    assert flags["generator_bound"] is True and flags["overloaded"] is False
+    assert flags["send_lag_max_ms"] == 250.0 and flags["late_sends"] == 11
+    late.late_sends = 10
+    assert load_flags([late])["generator_bound"] is False  # 1%: within the bound
+    assert load_flags([])["overloaded"] is False  # a point stopped before its first window
+
+
+def test_windows_of_older_results_files_read_back_without_the_new_counts() -> None:
+    doc = window([5.0] * 10, errors=2).to_json()
+    for field in ("scheduled", "late_sends", "queued", "send_lag_max_s"):
+        del doc[field]
+    old = Window.from_json(doc)
+    assert old.scheduled is None and old.late_sends == 0
+    assert load_flags([old])["overloaded"] is True  # 2 of 12 (answered + failed) failed
+    assert estimate([old], batch_size=1)["scheduled"] is None

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+import requests
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.core.framework import tensor_pb2
@@ -77,8 +78,9 @@ def expected(layouts: dict[str, ArtifactLayout]) -> dict[str, tuple[np.ndarray, 
 
 @pytest.fixture(scope="module")
 def served(fake_on_path, layouts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TFServing]:
-    """One server for the module: both models, the matched preset, server-side batching on."""
-    config = server_config("matched", max_batch_size=4)
+    """One server for the module: both models, the matched preset, server-side batching on (batches of up to
+    8 inputs: the samples, which a smaller batch would reject as TF Serving does)."""
+    config = server_config("matched", max_batch_size=8)
     workdir = tmp_path_factory.mktemp("tfserving")
     server = TFServing(list(layouts.values()), config, workdir, free_port_base(TFServing.port_count))
     server.start(timeout=STARTUP_S)
@@ -129,6 +131,18 @@ def test_requests_are_counted_in_prometheus_metrics(served: TFServing, expected)
     assert count() == before + 2
 
 
+def test_metrics_are_upstreams_text_and_scrape_under_its_names(served: TFServing, expected) -> None:
+    samples, _ = expected["digits-mlp"]
+    with served.client("digits-mlp", "rest") as client:
+        client.predict(samples)
+    text = requests.get(served.endpoints.metrics, timeout=10).text
+    # TF Serving's prometheus_exporter: "# TYPE" lines, no "# HELP", counters named without "_total"
+    assert "# TYPE :tensorflow:serving:request_count counter\n" in text
+    assert "_total" not in text and "# HELP" not in text
+    key = ':tensorflow:serving:request_count{model_name="digits-mlp",status="OK"}'
+    assert served.metrics()[key] >= 1
+
+
 def test_written_files_parse_back_with_tf_servings_protos(served: TFServing, layouts) -> None:
     models = text_format.Parse((served.workdir / "models.config").read_text(), ModelServerConfig())
     entries = {entry.name: entry for entry in models.model_config_list.config}
@@ -139,7 +153,7 @@ def test_written_files_parse_back_with_tf_servings_protos(served: TFServing, lay
 
     batching = text_format.Parse((served.workdir / "batching.config").read_text(), BatchingParameters())
     config = served.config
-    assert batching.max_batch_size.value == config.max_batch_size == 4
+    assert batching.max_batch_size.value == config.max_batch_size == 8
     assert batching.HasField("batch_timeout_micros")
     assert batching.batch_timeout_micros.value == config.batch_timeout_ms * 1000
     assert batching.num_batch_threads.value == config.instances

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from importlib import import_module
+from pathlib import Path
 
 from serveoff.errors import ServeoffError
+from serveoff.models.artifacts import user_build
 from serveoff.models.spec import Architecture
 
 ZOO: dict[str, str] = {
@@ -24,6 +26,22 @@ def check_known(name: str) -> str:
     if name not in ZOO:
         raise ServeoffError(f"unknown model {name!r}; choose one of: {', '.join(ZOO)}")
     return name
+
+
+def is_zoo_name(name: str) -> bool:
+    """Whether ``name`` is a zoo model's, in any case (on a case-insensitive disk it is the same folder)."""
+    return name.lower() in {known.lower() for known in ZOO}
+
+
+def check_servable(name: str, artifacts: Path) -> str:
+    """``name`` if it is a zoo model or your own model built into ``artifacts``; one clear line otherwise."""
+    if name in ZOO or user_build(artifacts, name) is not None:
+        return name
+    raise ServeoffError(
+        f"unknown model {name!r}: not in the zoo ({', '.join(ZOO)}) and {artifacts / name} holds no build of "
+        f"your own; build yours first with `serveoff build --name {name} --torchscript MODEL.pt "
+        f"--savedmodel SAVEDMODEL_DIR --sample-inputs INPUTS.npy --out {artifacts}`"
+    )
 
 
 def architecture_class(name: str) -> type:
