@@ -191,6 +191,7 @@ def test_dockerfiles_pin_their_bases_and_the_versions_that_built_the_artifacts()
     for package in ("torchserve", "numpy"):
         assert f"{package}=={PINS[package]}" in torchserve
     assert "pyyaml==" in torchserve  # TorchServe's worker needs it and does not declare it
+    assert re.search(r"apt-get install .*\bg\+\+", serveoff)  # torch:compiled's inductor compiles C++
     for text in (torchserve, tfserving):
         assert re.search(r"^ENTRYPOINT \[\]$", text, re.MULTILINE)  # the launch script replaces it
     ignored = (ROOT / ".dockerignore").read_text().split()
