@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for serveoff: Java 17 for TorchServe (Debian/Ubuntu apt), Chromium for the report's
-# browser test where apt can install it (as root; measuring never needs it), and a .venv with the pinned
-# Python packages. Safe to run again; it installs only what is missing.
+# browser test where apt can install it (as root; measuring never needs it), a .venv with the pinned
+# Python packages and .venv-kserve with KServe's. Safe to run again; it installs only what is missing.
 #
 #   SERVEOFF_TORCH=cpu   (the default) torch 2.13.0's CPU build, from PyTorch's CPU wheel index
 #   SERVEOFF_TORCH=cuda  the default index's build: with CUDA on Linux x86_64 (gigabytes of NVIDIA packages)
@@ -52,4 +52,22 @@ if [[ $torch_build == cuda && $installed == *+cpu ]] \
 fi
 .venv/bin/pip install --quiet ${torch_index[@]+"${torch_index[@]}"} torch==2.13.0
 .venv/bin/pip install --quiet -e '.[dev]'
+
+# KServe's own virtualenv: kserve 0.21.0 pins psutil<6 and older protobuf and grpcio-tools than serveoff, so
+# its server runs from .venv-kserve (serving/kserve/). pip runs only when a pin is missing or differs.
+kserve_pins=(kserve==0.21.0 torch==2.13.0 onnxruntime==1.32.0 numpy==2.4.6)
+[ -x .venv-kserve/bin/python ] || "$python" -m venv .venv-kserve
+kserve_have=$(.venv-kserve/bin/python -c 'import importlib.metadata as m, sys
+for pin in sys.argv[1:]:
+    name, _, want = pin.partition("==")
+    try:
+        have = m.version(name)
+    except m.PackageNotFoundError:
+        have = ""
+    print(pin if have.split("+")[0] == want else "")' "${kserve_pins[@]}" | grep -c . || true)
+if [ "$kserve_have" -ne "${#kserve_pins[@]}" ]; then
+    # torch first, from the same index as serveoff's, so that kserve's requirements do not pick its build
+    .venv-kserve/bin/pip install --quiet ${torch_index[@]+"${torch_index[@]}"} torch==2.13.0
+    .venv-kserve/bin/pip install --quiet "${kserve_pins[@]}"
+fi
 echo "setup: done; run the tests with: .venv/bin/pytest"

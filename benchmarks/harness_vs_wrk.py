@@ -203,7 +203,7 @@ def measure_harness(engine: LoadEngine, port: int, users: int, args: argparse.Na
         "body": BODY,
         "headers": {"Content-Type": "application/json"},
     }
-    subject = Subject(Target("nginx", "rest"), "trivial", request, batch_size=1)
+    subject = Subject(Target("nginx", "rest"), "trivial", request, batch_size=1, source="nginx")
     window_s = args.duration / WINDOWS
     policy = WindowPolicy(warmup_s=args.warmup, window_s=window_s, min_windows=WINDOWS, max_windows=WINDOWS)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ import numpy as np
 import requests
 
 from serveoff.errors import ServeoffError, Stopped
+from serveoff.loadtest.calibrate import calibrate, calibration_line
 from serveoff.loadtest.engine import LoadEngine
 from serveoff.loadtest.manifest import library_versions, machine, serveoff_info
 from serveoff.loadtest.measure import CLIENT_BOUND_BUSY, PointAborted, Subject, measure
@@ -22,12 +24,21 @@ from serveoff.loadtest.recorder import LATE_SEND_S
 from serveoff.loadtest.results import ResultsFile
 from serveoff.loadtest.search import RateSearch
 from serveoff.loadtest.startup import RuntimeStartup, measure_startups
+from serveoff.loadtest.warmup import describe as describe_warmup
+from serveoff.loadtest.warmup import settle
 from serveoff.models.artifacts import ArtifactLayout, require_manifest
 from serveoff.serving import runtimes
 from serveoff.serving.base import Endpoints
 from serveoff.serving.fleet import Record, usage_of, usage_source
 from serveoff.serving.metrics import scrape
-from serveoff.serving.resources import ServerConfig, available_cpus, check_batch_fits
+from serveoff.serving.resources import (
+    LoadgenCpus,
+    ServerConfig,
+    available_cpus,
+    check_batch_fits,
+    loadgen_cpus,
+    pinned,
+)
 from serveoff.serving.targets import SERVERS, Target, server_class
 from serveoff.signals import deferred, stop_reason
 
@@ -54,6 +65,8 @@ class BenchPlan:
     ui_port: int | None = None
     ui_host: str = "127.0.0.1"  # 0.0.0.0 only inside a container that publishes the port on 127.0.0.1
     seed: int = 0
+    loadgen_cpus: tuple[int, ...] | None = None  # None: every CPU not given to the servers
+    calibrate: bool = True  # measure the harness's own floor first (calibrate.py)
 
     def to_json(self) -> dict:
         return {
@@ -242,7 +255,12 @@ def _send_once(request: dict, timeout_s: float, name: str) -> bytes:
 
 
 def run_manifest(
-    plan: BenchPlan, records: list[Record], artifacts: Path, subjects: dict, config: ServerConfig
+    plan: BenchPlan,
+    records: list[Record],
+    artifacts: Path,
+    subjects: dict,
+    config: ServerConfig,
+    loadgen: LoadgenCpus | None = None,
 ) -> dict:
     """Everything about the run that its numbers depend on."""
     models = {}
@@ -279,14 +297,17 @@ def run_manifest(
             },
             "config": config.to_json(),
             "where": "in the controller's process (never in locust workers), with the servers' model "
-            "instances as a thread pool off the event loop and the servers' thread counts",
+            "instances as a thread pool off the event loop and the servers' thread counts; every thread "
+            "that runs the model is pinned to the servers' CPUs (serving/inprocess.py)",
+            "cpus": list(config.cpus) if config.cpus else None,
         },
         "models": models,
         "generator": {
             "engine": "locust",
             "processes": f"master + {plan.workers} workers" if plan.workers else "1 local process",
             "workers": plan.workers,
-            "cpus": list(available_cpus()),
+            "cpus": list(available_cpus()),  # read back from the kernel after pinning
+            "cpus_warning": loadgen.warning if loadgen else None,
             "client_bound_when_event_loop_busy_over": CLIENT_BOUND_BUSY,
             "latency_from": "scheduled send time (open loop); send time (closed loop)",
             "histogram": "HdrHistogram, microseconds, 3 significant digits",
@@ -315,13 +336,26 @@ def run_bench(
         plan.search.validate()
     config = shared_config(records) or _matched()
     check_batch_fits(plan.batch_size, config)  # before any request is sent
+    loadgen = loadgen_cpus(config.cpus, plan.loadgen_cpus)
     subjects = build_subjects(plan, records, artifacts, config)
     check_answers(subjects, records, plan.timeout_s)
-    results = ResultsFile(run_dir, run_dir.name, run_manifest(plan, records, artifacts, subjects, config))
-    engines = Engines(plan.workers, plan.ui_port, run_dir, plan.ui_host)
+    with pinned(loadgen.cpus):  # the controller, and every locust worker it starts, on the generator's CPUs
+        if loadgen.warning:
+            progress.console.print(f"serveoff: warning: {loadgen.warning}", markup=False, highlight=False)
+        manifest = run_manifest(plan, records, artifacts, subjects, config, loadgen)
+        return _run_pinned(plan, subjects, ResultsFile(run_dir, run_dir.name, manifest), progress, loadgen)
+
+
+def _run_pinned(plan: BenchPlan, subjects: dict[tuple[str, str], Subject], results: ResultsFile,
+                progress: BenchProgress, loadgen: LoadgenCpus) -> ResultsFile:  # fmt: skip
+    """Start the runtimes, calibrate, run the plan; the results marked partial on any failure."""
+    engines = Engines(plan.workers, plan.ui_port, results.path.parent, plan.ui_host, results)
     try:
-        results.add_runtimes(_startups(subjects, progress))
-        _run_plan(plan, subjects, results, progress, engines)
+        with pinned(loadgen.server_side or loadgen.cpus):  # no load yet: every thread that loads or
+            results.add_runtimes(_startups(subjects, progress))  # times a runtime is on the servers' CPUs
+        _record_baseline_cpus(results, subjects)
+        _run_plan(plan, subjects, results, progress, engines, loadgen.server_side)
+        _record_baseline_cpus(results, subjects)  # again: the load points' pool threads ran it too
     except PointAborted as err:
         _finish(results, err.message, err.result)
         raise ServeoffError(f"{err.message}; partial results saved in {results.path}") from None
@@ -339,6 +373,32 @@ def run_bench(
     for line in overload_warnings(results.doc["points"]):
         progress.console.print(f"serveoff: warning: {line}", markup=False, highlight=False)
     return results
+
+
+def _record_baseline_cpus(results: ResultsFile, subjects: dict[tuple[str, str], Subject]) -> None:
+    baselines = results.doc["manifest"]["baselines"]
+    results.add_to_manifest("baselines", baselines | {"model_threads_cpus": baseline_thread_cpus(subjects)})
+
+
+def baseline_thread_cpus(subjects: dict[tuple[str, str], Subject]) -> dict[str, list[int] | None]:
+    """Per in-process target, the CPUs the threads that ran its model may use, read back from the kernel."""
+    from serveoff.serving.inprocess import applied_cpus
+
+    return {
+        f"{model} {name}": applied_cpus(name, s.request["inprocess"]["artifact"])
+        for (model, name), s in subjects.items() if s.target.is_baseline
+    }  # fmt: skip
+
+
+def _calibrate(plan: BenchPlan, subjects: dict[tuple[str, str], Subject], engines: Engines,
+               results: ResultsFile, progress: BenchProgress,
+               server_cpus: tuple[int, ...] | None) -> None:  # fmt: skip
+    """The harness's own floor into the manifest (``harness``), one line; a failure there is a warning."""
+    rest = next((s.request for s in subjects.values() if s.request["kind"] == "rest"), {})
+    found = calibrate(engines.for_servers(), rest, results.path.parent, server_cpus, available_cpus(),
+                      plan.timeout_s)  # fmt: skip
+    results.add_to_manifest("harness", found.to_json())
+    progress.console.print(calibration_line(found), markup=False, highlight=False)
 
 
 def _startups(subjects: dict[tuple[str, str], Subject], progress: BenchProgress) -> list[RuntimeStartup]:
@@ -379,15 +439,22 @@ def overload_warnings(points: list[dict]) -> list[str]:
 
 
 def _run_plan(plan: BenchPlan, subjects: dict[tuple[str, str], Subject], results: ResultsFile,
-              progress: BenchProgress, engines: Engines) -> None:  # fmt: skip
-    """Every load point on every target (then the searches), and the load generators closed at the end."""
+              progress: BenchProgress, engines: Engines,
+              server_cpus: tuple[int, ...] | None) -> None:  # fmt: skip
+    """The harness calibration, every load point on every target (each target warmed until it settles
+    before its first point), then the searches; the load generators closed at the end."""
     try:
+        if plan.calibrate:
+            _calibrate(plan, subjects, engines, results, progress, server_cpus)
         progress.start(len(plan.models) * len(plan.targets) * len(plan.points), plan.policy.max_windows)
         for model in plan.models:
             for index, point in enumerate(plan.points):
                 order = plan.targets if index % 2 == 0 else plan.targets[::-1]
                 for target in order:
-                    _measure(engines, subjects[model, target.name], point, plan, results, progress, "sweep")
+                    subject = subjects[model, target.name]
+                    if index == 0:
+                        _settle(engines, subject, point, plan, results, progress)
+                    _measure(engines, subject, point, plan, results, progress, "sweep")
             if plan.search:
                 _search(engines, [subjects[model, t.name] for t in plan.targets], plan, results, progress)
     finally:
@@ -401,22 +468,37 @@ class Engines:
 
     In-process baselines always run in this process, so that they get exactly the servers' model
     instances and threads; spread over worker processes, each process would load its own copy.
+    Each engine's processes' CPUs, read back from the kernel, go into the manifest when it starts.
     """
 
-    def __init__(self, workers: int, ui_port: int | None, logdir: Path, ui_host: str) -> None:
+    def __init__(self, workers: int, ui_port: int | None, logdir: Path, ui_host: str,
+                 results: ResultsFile | None = None) -> None:  # fmt: skip
         self.workers, self.ui_port, self.logdir, self.ui_host = workers, ui_port, logdir, ui_host
+        self.results = results
         self._remote: LoadEngine | None = None
         self._local: LoadEngine | None = None
 
-    def for_subject(self, subject: Subject) -> LoadEngine:
-        if self._remote is None and (self.workers == 0 or not subject.target.is_baseline):
+    def for_servers(self) -> LoadEngine:
+        """The engine that loads the servers (with ``workers`` worker processes)."""
+        if self._remote is None:
             self._remote = LoadEngine(self.workers, self.ui_port, self.logdir, self.ui_host)
-        if subject.target.is_baseline and self.workers:
-            if self._local is None:
-                self._local = LoadEngine(0)
-            return self._local
-        assert self._remote is not None
+            self._record(self._remote)
         return self._remote
+
+    def for_subject(self, subject: Subject) -> LoadEngine:
+        if not subject.target.is_baseline or self.workers == 0:
+            return self.for_servers()
+        if self._local is None:
+            self._local = LoadEngine(0)
+        return self._local
+
+    def _record(self, engine: LoadEngine) -> None:
+        if self.results is None:
+            return
+        generator = self.results.doc["manifest"]["generator"]
+        found = [{"pid": p.pid, "role": "controller" if p.pid == os.getpid() else "worker",
+                  "cpus": sorted(p.cpu_affinity())} for p in engine.processes()]  # fmt: skip
+        self.results.add_to_manifest("generator", generator | {"process_cpus": found})
 
     def close(self) -> None:
         for engine in (self._local, self._remote):
@@ -428,6 +510,17 @@ def _matched() -> ServerConfig:
     from serveoff.serving.resources import server_config
 
     return server_config("matched")
+
+
+def _settle(engines: Engines, subject: Subject, point: LoadPoint, plan: BenchPlan, results: ResultsFile,
+            progress: BenchProgress) -> None:  # fmt: skip
+    """Warm ``subject`` at its first point until it settles (``warmups[]``), one line."""
+    progress.point(f"{subject.model} {subject.target.name} warm-up at {point.label}")
+    found = settle(engines.for_subject(subject), subject, point, plan.policy, timeout_s=plan.timeout_s,
+                   seed=plan.seed)  # fmt: skip
+    if found is not None:
+        results.add_warmup(found)
+        progress.console.print(describe_warmup(found), markup=False, highlight=False)
 
 
 def _measure(
@@ -491,6 +584,8 @@ def _search(
         progress.more(len(pending))
         for subject, rate in pending if round_ % 2 == 0 else pending[::-1]:
             point = open_loop(rate, plan.search.arrival)
+            if round_ == 0 and not plan.points:  # a search-only run: warm before the first probe
+                _settle(engines, subject, point, plan, results, progress)
             result = _measure(engines, subject, point, plan, results, progress, "search")
             searches[subject.target.name].record(rate, result)
         round_ += 1

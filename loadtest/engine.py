@@ -7,6 +7,7 @@ own ``--worker`` processes, started by PID in sessions of their own and stopped 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import time
@@ -23,6 +24,7 @@ from locust.runners import STATE_STOPPED, MasterRunner
 from serveoff.errors import ServeoffError
 from serveoff.loadtest import users
 from serveoff.loadtest.histograms import decode, merge
+from serveoff.loadtest.spec import LoadSpec
 from serveoff.loadtest.stats import Window
 from serveoff.serving.process import ManagedProcess, ensure_port_free, free_port_base
 
@@ -108,11 +110,15 @@ class LoadEngine:
         data = msg.data
         self._windows[data["point"]][data["index"]].append(data)
 
-    def start(self, spec: dict, warmup_s: float) -> float:
-        """Prepare ``spec`` on every generator, spawn its users; returns when measurement starts."""
-        point = spec["id"]
+    def start(self, spec: LoadSpec, warmup_s: float) -> float:
+        """Prepare ``spec`` on every generator, spawn its users; returns when measurement starts.
+
+        Locust's request event fires for every request only while its web UI is on to show it.
+        """
+        point = spec.id
         self._prepared.pop(point, None)
-        self.runner.send_message(users.PREPARE, spec)
+        spec = dataclasses.replace(spec, ui=self.web_ui is not None)
+        self.runner.send_message(users.PREPARE, spec.to_message())
         deadline = time.monotonic() + PREPARE_TIMEOUT_S
         while len(self._prepared.get(point, [])) < self.generator_count:
             if time.monotonic() > deadline:
@@ -126,10 +132,8 @@ class LoadEngine:
         self.environment.stats.reset_all()
         measure_start = time.monotonic() + SPAWN_MARGIN_S + warmup_s
         self.runner.send_message(users.GO, {"measure_start": measure_start})
-        count = spec["users"]
-        self.runner.start(
-            count, spawn_rate=max(count, 1) * 20, user_classes=[users.USER_CLASSES[spec["kind"]]]
-        )
+        count = spec.users
+        self.runner.start(count, spawn_rate=max(count, 1) * 20, user_classes=[users.USER_CLASSES[spec.kind]])
         return measure_start
 
     def window(self, point: str, index: int, deadline: float) -> Window | None:
@@ -152,6 +156,7 @@ class LoadEngine:
             late_sends=sum(p["late_sends"] for p in parts),
             queued=sum(p["queued"] for p in parts),
             send_lag_max_s=max(p["send_lag_max_s"] for p in parts),
+            send_lag=merge(decode(p["send_lag_histogram"]) for p in parts),
         )
 
     def stop_users(self) -> None:

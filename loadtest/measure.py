@@ -12,7 +12,8 @@ from serveoff.loadtest.cost import CostSampler, sleep_until
 from serveoff.loadtest.engine import LoadEngine
 from serveoff.loadtest.histograms import encode, merge
 from serveoff.loadtest.plan import CLOSED, LoadPoint, WindowPolicy
-from serveoff.loadtest.stats import Window, estimate, load_flags, stable
+from serveoff.loadtest.spec import LoadSpec
+from serveoff.loadtest.stats import Window, estimate, load_flags, send_lag, stable
 from serveoff.serving.process import ServerError
 from serveoff.serving.targets import Target
 from serveoff.serving.usage import Usage
@@ -62,16 +63,17 @@ def measure(
 ) -> dict:
     """Run ``point`` against ``subject`` and return its results entry."""
     name = f"{subject.model} {subject.target.name} {point.label}"
-    spec = subject.request | {
-        "id": f"{subject.model}/{subject.target.name}/{point.label}/{phase}/{time.monotonic_ns()}",
-        "name": name,
-        "load": point.to_json(),
-        "users": point.concurrency if point.loop == CLOSED else engine.generator_count,
-        "window_s": policy.window_s,
-        "max_windows": policy.max_windows,
-        "timeout_s": timeout_s,
-        "seed": seed,
-    }
+    spec = LoadSpec.from_request(
+        subject.request,
+        id=f"{subject.model}/{subject.target.name}/{point.label}/{phase}/{time.monotonic_ns()}",
+        name=name,
+        load=point,
+        users=point.concurrency if point.loop == CLOSED else engine.generator_count,
+        window_s=policy.window_s,
+        max_windows=policy.max_windows,
+        timeout_s=timeout_s,
+        seed=seed,
+    )
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     sampler = CostSampler(subject.usage) if subject.usage else None
     before = _scrape(subject)
@@ -87,7 +89,7 @@ def measure(
             end = measure_start + (index + 1) * policy.window_s
             sleep_until(end)
             cpu_now = sampler.cpu_seconds() if sampler else 0.0
-            window = engine.window(spec["id"], index, end + timeout_s + REPORT_GRACE_S)
+            window = engine.window(spec.id, index, end + timeout_s + REPORT_GRACE_S)
             if window is None:
                 raise ServeoffError(f"{name}: a load generator did not report window {index + 1}")
             window.server_cpu_s = cpu_now - cpu if sampler else None
@@ -143,6 +145,7 @@ def point_result(
         **load_flags(windows),
         "summary": estimate(windows, subject.batch_size, seed) if windows else None,
         "histogram": encode(merge(w.histogram for w in windows)),
+        "send_lag_histogram": encode(send_lag(windows)),
         "windows": [w.to_json() for w in windows],
         "error": None,
     }

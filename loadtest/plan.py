@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from serveoff.errors import ServeoffError
 
@@ -37,6 +37,9 @@ LIMITS: dict[str, Bound] = {
     "--batch-size": Bound(1, 1024, "inputs", "each request is built in memory and sent whole"),
     "--timeout": Bound(0, 600, "s", _HISTOGRAM, above=True),
     "--warmup": Bound(0, 3600, "s", "an hour warms up any server"),
+    "--settle-slice": Bound(0.1, 60, "s", "a slice is one measurement window of the settling warm-up"),
+    "--settle-floor": Bound(0, 3600, "s", "an hour warms up any server"),
+    "--settle-cap": Bound(0, 3600, "s", "an hour warms up any server"),
     "--window": Bound(0.1, 3600, "s", "windows are closed on a 20 ms tick"),
     "--min-windows": Bound(1, 100, "windows", "each window keeps its own latency histogram"),
     "--max-windows": Bound(1, 100, "windows", "each window keeps its own latency histogram"),
@@ -107,6 +110,10 @@ class WindowPolicy:
 
     Windows agree when their median latency (and, in a closed loop, their throughput) is within
     ``tolerance`` of its mean over the last ``stable_windows`` windows.
+
+    Before each target's first point (per model) the server is warmed until it has settled: slices of
+    ``settle_slice_s`` at that point's load until ``stable_windows`` slices agree as windows do, after at
+    least ``settle_floor_s`` and at most ``settle_cap_s`` (0: no settling warm-up).
     """
 
     warmup_s: float = 2.0
@@ -115,10 +122,21 @@ class WindowPolicy:
     max_windows: int = 8
     stable_windows: int = 3
     tolerance: float = 0.10
+    settle_slice_s: float = 1.0
+    settle_floor_s: float = 5.0
+    settle_cap_s: float = 60.0
 
     def validate(self) -> None:
         """One clear line for a value out of its bounds (``LIMITS``) or min-windows above max-windows."""
         check("--warmup", self.warmup_s)
+        check("--settle-slice", self.settle_slice_s)
+        check("--settle-floor", self.settle_floor_s)
+        check("--settle-cap", self.settle_cap_s)
+        if self.settle_cap_s and self.settle_floor_s > self.settle_cap_s:
+            raise ServeoffError(
+                f"--settle-floor {self.settle_floor_s:g} s is above --settle-cap {self.settle_cap_s:g} s; "
+                "give a floor at most the cap (or --settle-cap 0 for no settling warm-up)"
+            )
         check("--window", self.window_s)
         check("--min-windows", self.min_windows)
         check("--max-windows", self.max_windows)
@@ -128,6 +146,13 @@ class WindowPolicy:
                 f"need 1 <= --min-windows ({self.min_windows}) <= --max-windows ({self.max_windows})"
             )
 
+    def settle_windows(self) -> WindowPolicy:
+        """The windows of a settling warm-up: slices from the floor up to the cap, no warm-up before them."""
+        slices = max(1, _whole(self.settle_cap_s / self.settle_slice_s))
+        floor = min(slices, max(self.stable_windows, _whole(self.settle_floor_s / self.settle_slice_s)))
+        return replace(self, warmup_s=0.0, window_s=self.settle_slice_s, min_windows=floor,
+                       max_windows=slices)  # fmt: skip
+
     @property
     def longest_s(self) -> float:
         """The longest a load point can take, warm-up included."""
@@ -135,6 +160,11 @@ class WindowPolicy:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def _whole(count: float) -> int:
+    """``count`` rounded up, ignoring float noise (2.1 / 0.3 is 7, not 7.000000000000001)."""
+    return math.ceil(round(count, 9))
 
 
 @dataclass(frozen=True)

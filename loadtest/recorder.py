@@ -2,9 +2,9 @@
 
 A window closes once every request scheduled in it has been answered (or, at the latest, a drain time
 after its end, counting the rest as unfinished): every scheduled request is counted once, as answered,
-failed by kind, or unfinished. Closed windows are reported to the controller with their encoded
-histogram, how late requests were sent, and how busy this process's event loop was (the load
-generator's self-checks).
+failed by kind, or unfinished. Closed windows are reported to the controller with their encoded latency
+histogram, the send-lag histogram (open loop: how late each request with a free slot was sent after its
+scheduled time), and how busy this process's event loop was (the load generator's self-checks).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import gevent
 import psutil
 
 from serveoff.loadtest.histograms import encode, new_histogram, record
+from serveoff.loadtest.stats import LATE_SEND_S
 
 TICK_S = 0.02
-LATE_SEND_S = 0.02  # a request sent this long after its scheduled time, with a slot free, was sent late
 
 
 def event_loop_cpu_s() -> float:
@@ -57,6 +57,7 @@ class WindowRecorder:
         self.open_loop = open_loop
         self.schedules: list[Callable[[float], None]] = []  # open loop: each user's arrivals, to advance
         self.histograms = [new_histogram() for _ in range(max_windows)]
+        self.send_lags = [new_histogram() for _ in range(max_windows)]  # sends with a slot free (µs)
         self.ok = [0] * max_windows
         self.errors = [Counter() for _ in range(max_windows)]
         self.pending = [0] * max_windows
@@ -90,10 +91,13 @@ class WindowRecorder:
         if index is None or self.closed[index]:
             return
         lag = time.monotonic() - scheduled
-        self.lag_max[index] = max(self.lag_max[index], lag)
-        if queued:
+        if lag > self.lag_max[index]:
+            self.lag_max[index] = lag
+        if queued:  # its wait was the server's backlog, not the generator's lag
             self.queued[index] += 1
-        elif lag > LATE_SEND_S:
+            return
+        record(self.send_lags[index], lag)
+        if lag > LATE_SEND_S:
             self.late[index] += 1
 
     def finish(self, index: int | None, scheduled: float, error: str | None) -> None:
@@ -150,6 +154,7 @@ class WindowRecorder:
                 "queued": self.queued[index],
                 "send_lag_max_s": round(self.lag_max[index], 6),
                 "histogram": encode(self.histograms[index]),
+                "send_lag_histogram": encode(self.send_lags[index]),
                 "generator_busy": busy,
             }
         )

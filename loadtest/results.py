@@ -11,7 +11,8 @@ Schema ``serveoff.results/2`` (files of ``serveoff.results/1``, which lack ``run
             the merged and per-window latency histograms (HdrHistogram, base64),
     searches: per (model, target), the highest open-loop rate whose p99 stayed under the bound,
     serving_tax: per server load point, its latency minus the matching in-process baseline's,
-    runtimes: per (model, in-process runtime), its load time, first call, warm call and compile time.
+    runtimes: per (model, in-process runtime), its load time, first call, warm call and compile time,
+    warmups: per (model, target), the settling warm-up before its first point: slices, seconds, settled.
 
 The file is rewritten atomically after every load point, so a run that stops early keeps what it measured.
 It is strict JSON: a value that is not a finite number is written as null.
@@ -30,6 +31,7 @@ from serveoff.errors import ServeoffError
 
 if TYPE_CHECKING:
     from serveoff.loadtest.startup import RuntimeStartup
+    from serveoff.loadtest.warmup import Warmup
 
 SCHEMA = "serveoff.results/2"
 READABLE = ("serveoff.results/1", SCHEMA)  # /1: no runtimes[]
@@ -58,6 +60,7 @@ class ResultsFile:
             "searches": [],
             "serving_tax": [],
             "runtimes": [],
+            "warmups": [],
         }
         run_dir.mkdir(parents=True, exist_ok=True)
         self.write()
@@ -70,6 +73,16 @@ class ResultsFile:
     def add_runtimes(self, startups: list[RuntimeStartup]) -> None:
         """Record what the in-process runtimes cost before they served."""
         self.doc["runtimes"] += [startup.to_json() for startup in startups]
+        self.write()
+
+    def add_warmup(self, warmup: Warmup) -> None:
+        """Record one target's settling warm-up (its slices, seconds, settled or capped)."""
+        self.doc["warmups"].append(warmup.to_json())
+        self.write()
+
+    def add_to_manifest(self, key: str, value: Any) -> None:
+        """Record what the run learned about itself after it began (the harness calibration, say)."""
+        self.doc["manifest"][key] = value
         self.write()
 
     def add_search(self, search: dict) -> None:

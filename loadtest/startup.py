@@ -46,6 +46,7 @@ class RuntimeStartup:
 
 def measure_startups(subjects: dict[tuple[str, str], Subject]) -> list[RuntimeStartup]:
     """Load every in-process subject's runtime (into the cache its load points use) and time it."""
+    from serveoff.loadtest.spec import InProcess
     from serveoff.loadtest.users import load_runner
 
     found = []
@@ -57,7 +58,7 @@ def measure_startups(subjects: dict[tuple[str, str], Subject]) -> list[RuntimeSt
         how = subject.request["inprocess"]
         batch = np.frombuffer(subject.request["body"], dtype=how["dtype"]).reshape(how["shape"])
         started = time.perf_counter()
-        runner = load_runner(how)
+        runner = load_runner(InProcess.from_json(how))
         loaded = time.perf_counter()
         runner.predict(batch)
         first = time.perf_counter() - loaded

@@ -18,7 +18,15 @@ from serveoff.loadtest.plan import WindowPolicy
 CONFIDENCE = 0.95
 RESAMPLES = 2000
 OVERLOADED_SHARE = 0.01  # more scheduled requests than this failed or went unanswered: load not served
+# A request sent this long after its scheduled time, with a slot free, was sent late: its latency holds
+# that much of the generator's own delay. The open loop itself sends within tens of microseconds (a
+# timerfd and a short spin, users.py), but a shared machine deschedules the generator: on 2 busy cores
+# 5-7 ms lags hit about 1% of sends. 10 ms is past that noise, and a point with over 1% of its sends this
+# late (its send-lag p99 above it) has a tail that is partly the generator's: it is generator-bound.
+# The send lag's p50 and p99 are reported for every open-loop point either way.
+LATE_SEND_S = 0.010
 GENERATOR_LATE_SHARE = 0.01  # more requests than this were sent late with a slot free: the generator lagged
+GENERATOR_LAG_PERCENTILE = 99.0  # ... that is, this percentile of the send lag is above LATE_SEND_S
 
 
 @dataclass
@@ -38,6 +46,7 @@ class Window:
     late_sends: int = 0  # sent over LATE_SEND_S after their scheduled time though a slot was free
     queued: int = 0  # open loop: waited in the generator for one of its in-flight slots
     send_lag_max_s: float = 0.0  # the latest any of its requests was sent after its scheduled time
+    send_lag: HdrHistogram | None = None  # open loop: each send's lag (µs), slot free (None: older file)
 
     @property
     def throughput(self) -> float:
@@ -64,6 +73,7 @@ class Window:
             "generator_busy": round(self.generator_busy, 3),
             "server_cpu_s": self.server_cpu_s,
             "histogram": encode(self.histogram),
+            "send_lag_histogram": encode(self.send_lag) if self.send_lag is not None else None,
         }
 
     @classmethod
@@ -83,6 +93,7 @@ class Window:
             late_sends=doc.get("late_sends", 0),
             queued=doc.get("queued", 0),
             send_lag_max_s=doc.get("send_lag_max_s", 0.0),
+            send_lag=decode(doc["send_lag_histogram"]) if doc.get("send_lag_histogram") else None,
         )
 
 
@@ -104,6 +115,8 @@ def load_flags(windows: list[Window]) -> dict:
     """Whether the offered load was served (``overloaded``, with why) and sent on time (``generator_bound``).
 
     Every scheduled request counts: answered, failed by kind, or unfinished when its window closed.
+    Generator-bound: the send lag's p99 is above ``LATE_SEND_S`` (over 1% of the sends that had a slot
+    free were late); windows read from older files, without a send-lag histogram, count ``late_sends``.
     """
     scheduled = sum(w.requests + w.failed if w.scheduled is None else w.scheduled for w in windows)
     failed = sum(w.failed for w in windows)
@@ -120,11 +133,22 @@ def load_flags(windows: list[Window]) -> dict:
         "overload": f"{share:.1%} of {scheduled:,} scheduled requests failed or unanswered ({shown})"
         if overloaded
         else None,
-        "generator_bound": late > GENERATOR_LATE_SHARE * scheduled,
+        "generator_bound": late > GENERATOR_LATE_SHARE * scheduled
+        or _lag_p99_us(windows) > LATE_SEND_S * 1e6,
         "late_sends": late,
         "queued_in_generator": sum(w.queued for w in windows),
         "send_lag_max_ms": round(1000 * max((w.send_lag_max_s for w in windows), default=0.0), 3),
     }
+
+
+def send_lag(windows: list[Window]) -> HdrHistogram:
+    """Every window's send lags in one histogram (µs; empty for closed loops and older files)."""
+    return merge(w.send_lag for w in windows if w.send_lag is not None)
+
+
+def _lag_p99_us(windows: list[Window]) -> float:
+    lags = send_lag(windows)
+    return float(lags.get_value_at_percentile(GENERATOR_LAG_PERCENTILE)) if lags.get_total_count() else 0.0
 
 
 def _within(values: list[float], tolerance: float) -> bool:
@@ -239,6 +263,7 @@ def estimate(windows: list[Window], batch_size: int, seed: int = 0) -> dict:
         "throughput_rps": interval(throughput, throughput_samples),
         "inferences_per_s": interval(throughput * batch_size, throughput_samples * batch_size),
         "latency_us": latency,
+        "send_lag_us": {k: v for k, v in summary(send_lag(windows)).items() if k in ("p50", "p99", "max")},
         "cpu_s_per_1000": None,
     }
     cpu = [w.server_cpu_s for w in windows]

@@ -15,6 +15,7 @@ from serveoff.report import markdown
 from serveoff.report.claims import Verdict, evaluate, load_claims
 from serveoff.report.files import write_atomically
 from serveoff.report.gate import cells, error_limit, load_rules, run_gate
+from serveoff.report.harness import HarnessView, harness_view
 from serveoff.report.plots import PLOTS
 from serveoff.report.runs import Run
 from serveoff.report.runtimes import RuntimeRow, runtime_rows
@@ -49,6 +50,7 @@ class Report:
     comparison: Comparison | None = None
     sources: list[str] = field(default_factory=list)
     runtimes: list[RuntimeRow] = field(default_factory=list)  # the in-process runtimes side by side
+    harness: HarnessView | None = None  # the load generator's own floor (manifest.harness)
 
 
 def build_report(
@@ -83,6 +85,7 @@ def build_report(
         comparison=comparison,
         sources=list(dict.fromkeys(p["source"] for p in run.points)),
         runtimes=runtime_rows(run, limit),
+        harness=harness_view(run),
     )
 
 
@@ -112,6 +115,7 @@ def render_html(report: Report) -> str:
         searches=report.searches,
         sources=report.sources,
         runtimes=report.runtimes,
+        harness=report.harness,
         figures=figures,
         plotly_js=get_plotlyjs(),
         manifest_json=json.dumps(report.run.manifest, indent=1),

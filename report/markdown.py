@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from serveoff.report import runtimes
+from serveoff.report import harness, runtimes
 from serveoff.report.format import percent, with_interval
 from serveoff.report.runs import target_title
 
@@ -27,6 +27,7 @@ def render(report: Report) -> str:
         out += [f"**{model}**", "", *(f"- {line}" for line in lines), ""]
     out += _figures(report)
     out += runtimes.markdown(report.runtimes)
+    out += harness.markdown(report.harness)
     out += ["### Claims", "", "| verdict | claim | why |", "| --- | --- | --- |"]
     out += [f"| {v.status} | {_cell(v.claim.claim)} | {_cell(v.reason)} |" for v in report.claims]
     out.append("")

@@ -141,8 +141,7 @@ def fairness(run: Run) -> list[tuple[str, str]]:
         ("Model", "the same artifact build for every target ("
          + ", ".join(f"{m} {info['content_hash'][:12]}" for m, info in models.items()) + ")"
          if fair.get("same_artifact") else "NOT the same artifact build: do not compare"),
-        ("CPUs", f"servers and baselines pinned to CPUs {config.get('cpus')}; load generator on "
-         f"{manifest.get('generator', {}).get('cpus')}"),
+        ("CPUs", _cpus(manifest, config)),
         ("Threads", f"{config.get('instances')} model instance(s) x {config.get('threads')} intra-op "
          f"threads, {config.get('inter_op_threads')} inter-op thread(s), for every server and baseline"),
         ("Batching", batching),
@@ -157,6 +156,25 @@ def fairness(run: Run) -> list[tuple[str, str]]:
          f"latency from the {manifest.get('generator', {}).get('latency_from', 'send time')}"),
     ]  # fmt: skip
     return rows
+
+
+def _cpus(manifest: dict, config: dict) -> str:
+    """Where servers, baselines and the load generator ran, as read back from the kernel when recorded."""
+    generator = manifest.get("generator", {})
+    model_threads = manifest.get("baselines", {}).get("model_threads_cpus")
+    if model_threads is None:  # a run from before the baselines were pinned: they ran where the generator did
+        baselines = f"baselines in the load generator's process, on its CPUs {generator.get('cpus')}"
+    elif model_threads:
+        sets = sorted({str(cpus) for cpus in model_threads.values()})
+        baselines = f"baselines' model threads on CPUs {', '.join(sets)} (read back)"
+    else:
+        baselines = "no baselines"
+    processes = generator.get("process_cpus") or []
+    workers = sorted({str(p["cpus"]) for p in processes if p.get("role") == "worker"})
+    where = f"load generator on CPUs {generator.get('cpus')}" + (
+        f" (workers on {', '.join(workers)})" if workers else "")  # fmt: skip
+    text = f"servers pinned to CPUs {config.get('cpus')}; {baselines}; {where}"
+    return text + (f"; WARNING: {generator['cpus_warning']}" if generator.get("cpus_warning") else "")
 
 
 def notes(run: Run, error_limit: float) -> list[str]:

@@ -28,10 +28,10 @@ def is_test_double(version: str) -> bool:
     return TEST_DOUBLE_MARK in version
 
 
-def check_protocol(protocol: str) -> None:
-    """One clear line for a protocol no server speaks."""
-    if protocol not in PROTOCOLS:
-        raise ServeoffError(f"unknown protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
+def check_protocol(protocol: str, protocols: tuple[str, ...] = PROTOCOLS) -> None:
+    """One clear line for a protocol the server (speaking ``protocols``) does not speak."""
+    if protocol not in protocols:
+        raise ServeoffError(f"unknown protocol {protocol!r}; choose one of: {', '.join(protocols)}")
 
 
 class Diagnose(Protocol):
@@ -105,9 +105,13 @@ class Server(ABC):
     title: ClassVar[str]  # how reports name it, e.g. "TF Serving"
     status: ClassVar[str | None] = None  # what a user choosing this server should know about its upkeep
     framework: ClassVar[str]  # the in-process baseline that runs the same artifact ("torch" or "tf")
+    protocols: ClassVar[tuple[str, ...]] = PROTOCOLS  # what it speaks; "rest" and "grpc" by default
     port_count: ClassVar[int]  # consecutive ports from ``port_base`` the server uses
     default_port_base: ClassVar[int]  # where `serveoff up` puts it
     default_image: ClassVar[str]  # the image `serveoff up --docker` runs (built by docker compose)
+    # the least settling warm-up it needs before its first point, whatever --settle-floor says (the cap still
+    # applies): a JIT-compiling server (TorchServe's JVM) keeps getting faster for its first tens of seconds
+    settle_floor_s: ClassVar[float] = 0.0
 
     def __init__(
         self, models: list[ArtifactLayout], config: ServerConfig, workdir: Path, port_base: int
@@ -121,6 +125,10 @@ class Server(ABC):
     @abstractmethod
     def check_installed(cls) -> None:
         """One clear line when the server cannot run here (a missing binary), before anything starts."""
+
+    @classmethod  # noqa: B027 - most servers honour every setting
+    def check_config(cls, config: ServerConfig) -> None:
+        """One clear line for a setting this server cannot honour, before anything starts (default: any)."""
 
     @classmethod
     @abstractmethod
@@ -163,7 +171,7 @@ class Server(ABC):
 
     @abstractmethod
     def client(self, model: str, protocol: str, timeout: float = DEFAULT_TIMEOUT_S) -> Client:
-        """A client for ``model`` over ``protocol`` (one of ``PROTOCOLS``)."""
+        """A client for ``model`` over ``protocol`` (one of ``protocols``)."""
 
     @classmethod
     @abstractmethod

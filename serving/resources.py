@@ -7,6 +7,8 @@ setting, not two hand-tuned ones.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 
 from serveoff.errors import ServeoffError
@@ -57,6 +59,88 @@ class ServerConfig:
 def available_cpus() -> tuple[int, ...]:
     """The CPUs this process may run on."""
     return tuple(sorted(os.sched_getaffinity(0)))
+
+
+@dataclass(frozen=True)
+class LoadgenCpus:
+    """The load generator's CPU set, and a one-line warning when it must share the servers' CPUs."""
+
+    cpus: tuple[int, ...]
+    warning: str | None = None
+    # the servers' CPUs this process may also use (None: none, e.g. in a container of its own, or unpinned)
+    server_side: tuple[int, ...] | None = None
+
+
+def loadgen_cpus(
+    server_cpus: tuple[int, ...] | None,
+    requested: tuple[int, ...] | None = None,
+    available: tuple[int, ...] | None = None,
+) -> LoadgenCpus:
+    """The CPUs the load generator runs on: ``requested``, else every ``available`` CPU (default: this
+    process's) not given to the servers; all of them, with a warning, when the servers have every CPU."""
+    have = available or available_cpus()
+    servers = set(server_cpus or ())
+    reach = tuple(c for c in have if c in servers) or None
+    if requested:
+        validate_cpus(requested, have, "--loadgen-cpus")
+        shared = sorted(servers & set(requested))
+        warning = (f"the load generator shares CPUs {shared} with the servers, so it takes CPU time from "
+                   "them; give --loadgen-cpus CPUs the servers do not have") if shared else None  # fmt: skip
+        return LoadgenCpus(tuple(sorted(requested)), warning, reach)
+    apart = tuple(c for c in have if c not in servers)
+    if apart:
+        return LoadgenCpus(apart, None, reach)
+    why = "the servers are not pinned" if not servers else f"the servers have every CPU ({sorted(servers)})"
+    return LoadgenCpus(
+        tuple(have),
+        f"the load generator shares the servers' CPUs ({why}), so it takes CPU time from them; leave it "
+        "CPUs of its own (--cpus for the servers, --loadgen-cpus for the generator)",
+        reach,
+    )
+
+
+def validate_cpus(cpus: tuple[int, ...], have: tuple[int, ...], what: str) -> None:
+    """One clear line when ``cpus`` names a CPU not in ``have``."""
+    missing = sorted(set(cpus) - set(have))
+    if missing:
+        raise ServeoffError(f"{what}: CPUs {missing} are not available here; there are {list(have)}")
+
+
+def thread_affinities(pid: int | None = None) -> dict[int, tuple[int, ...]]:
+    """Each thread of process ``pid`` (default: this one) and the CPUs it may run on, as the kernel says."""
+    base = f"/proc/{pid or os.getpid()}/task"
+    found = {}
+    for name in os.listdir(base):
+        try:
+            found[int(name)] = tuple(sorted(os.sched_getaffinity(int(name))))
+        except (ProcessLookupError, PermissionError):
+            continue  # the thread ended while we looked
+    return found
+
+
+def pin_process(cpus: tuple[int, ...]) -> tuple[int, ...]:
+    """Pin every thread of this process (and so whatever it starts later) to ``cpus``; returns the CPUs
+    the process's main thread may run on afterwards, read back from the kernel."""
+    for tid in thread_affinities():
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except ProcessLookupError:
+            continue
+    return tuple(sorted(os.sched_getaffinity(os.getpid())))
+
+
+@contextmanager
+def pinned(cpus: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
+    """This process pinned to ``cpus`` for the block (the CPUs read back), then as it was before."""
+    before = thread_affinities()
+    try:
+        yield pin_process(cpus)
+    finally:
+        for tid, mask in before.items():
+            try:
+                os.sched_setaffinity(tid, mask)
+            except ProcessLookupError:
+                continue
 
 
 def parse_cpus(text: str, available: tuple[int, ...] | None = None) -> tuple[int, ...]:

@@ -27,7 +27,7 @@ from serveoff.serving.container import (
 )
 from serveoff.serving.fleet import Record
 from serveoff.serving.resources import ServerConfig, available_cpus, parse_cpus
-from serveoff.serving.targets import SERVERS, server_class
+from serveoff.serving.targets import server_class
 
 STACK_SCHEMA = "serveoff.stack/1"
 STACK_FILE = "stack.json"
@@ -35,14 +35,17 @@ LAUNCH_FILE = "launch.sh"
 COMPOSE = "compose"
 
 
-def write_stack(models: list[ArtifactLayout], config: ServerConfig, stack: Path) -> Path:
-    """Write every server's configuration and ``launch.sh`` under ``stack/<server>/``; returns stack.json.
+def write_stack(
+    models: list[ArtifactLayout], config: ServerConfig, stack: Path, servers: list[str]
+) -> Path:
+    """Write each of ``servers``' configuration and ``launch.sh`` under ``stack/<server>/``; returns
+    stack.json.
 
     Paths in them are this container's: compose mounts the stack and artifacts volumes at the same
     places in every service.
     """
     entries = {}
-    for name in SERVERS:
+    for name in servers:
         cls = server_class(name)
         workdir = (stack / name).resolve()
         workdir.mkdir(parents=True, exist_ok=True)

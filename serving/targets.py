@@ -1,9 +1,11 @@
 """Target names a benchmark can use: a server over a protocol, or an in-process baseline.
 
-``torchserve:rest``, ``torchserve:grpc``, ``tfserving:rest``, ``tfserving:grpc``, and every in-process
-runtime of ``serving/runtimes/`` (``torch:inprocess``, ``torch:compiled``, ``tf:inprocess``, ``tf:xla``,
-``onnx:inprocess``). A third server is one more entry in ``SERVERS`` and one more
-folder; another runtime is one more file in ``serving/runtimes/``.
+``torchserve:rest``, ``torchserve:grpc``, ``tfserving:rest``, ``tfserving:grpc``, ``kserve:rest`` (the Open
+Inference Protocol v2 over REST), ``kserve:grpc`` (v2 over gRPC), ``kserve:v1`` (V1 REST), the same three of
+``kserve-onnx``, and every in-process runtime of ``serving/runtimes/`` (``torch:inprocess``,
+``torch:compiled``, ``tf:inprocess``, ``tf:xla``, ``onnx:inprocess``). A server is one more entry in
+``SERVERS`` (and in ``SERVER_PROTOCOLS`` when it speaks more than REST and gRPC) and one more folder;
+another runtime is one more file in ``serving/runtimes/``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,15 @@ from serveoff.serving.base import PROTOCOLS, Server
 SERVERS: dict[str, str] = {
     "torchserve": "serveoff.serving.torchserve.server:TorchServe",
     "tfserving": "serveoff.serving.tfserving.server:TFServing",
+    "kserve": "serveoff.serving.kserve.server:KServe",
+    "kserve-onnx": "serveoff.serving.kserve.server:KServeOnnx",
+}
+# Each server's protocols (its class's ``protocols``), known without importing it; the default lists
+# (``serveoff run`` without --target) measure "rest" and "grpc", so a third protocol is one to ask for.
+_V2_AND_V1 = ("rest", "grpc", "v1")
+SERVER_PROTOCOLS: dict[str, tuple[str, ...]] = {name: PROTOCOLS for name in SERVERS} | {
+    "kserve": _V2_AND_V1,
+    "kserve-onnx": _V2_AND_V1,
 }
 BASELINES = runtimes.systems()  # the systems of the in-process runtimes: torch, tf, onnx
 
@@ -40,7 +51,7 @@ class Target:
 
 
 ALL_TARGETS = tuple(
-    [Target(server, protocol) for server in SERVERS for protocol in PROTOCOLS]
+    [Target(server, protocol) for server in SERVERS for protocol in SERVER_PROTOCOLS[server]]
     + [Target(*name.split(":")) for name in runtimes.names()]
 )
 

@@ -139,7 +139,7 @@ def test_open_loop_across_locust_workers_keeps_the_schedule_and_shows_the_ui(
     args = ["bench", "--state", str(servers), "--out", str(tmp_path), "--run-id", "open", "--workers", "2"]
     args += ["--load", "open", "--rate", "40", "--arrival", "constant", "--target", "torchserve:grpc"]
     args += ["--target", "torch:inprocess", "--warmup", "1", "--window", "1", "--min-windows", "2"]
-    args += ["--max-windows", "2", "--ui", "--ui-port", str(ui_port)]
+    args += ["--max-windows", "2", "--ui", "--ui-port", str(ui_port), "--settle-cap", "0", "--no-calibrate"]
     bench = subprocess.Popen([str(SERVEOFF), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     seen: set[str] = set()
     try:
@@ -169,7 +169,8 @@ def test_search_finds_the_highest_rate_under_the_p99_bound(servers, tmp_path, en
     args = ["bench", "--state", str(servers), "--out", str(tmp_path), "--run-id", "search"]
     args += ["--load", "search", "--target", "torchserve:rest", "--p99-bound-ms", "2000"]
     windows = ["--warmup", "0.5", "--window", "1", "--min-windows", "2", "--max-windows", "2"]
-    done = serveoff([*args, "--start-rate", "20", "--max-probes", "3", *windows], env)
+    windows += ["--settle-cap", "0"]
+    done = serveoff([*args, "--no-calibrate", "--start-rate", "20", "--max-probes", "3", *windows], env)
     assert done.returncode == 0, done.stderr[-3000:]
     results = results_of(tmp_path / "search")
     (search,) = results["searches"]
@@ -188,6 +189,7 @@ def test_open_loop_shows_a_200ms_stall_in_the_tail_of_the_queued_requests(server
     args = ["bench", "--state", str(servers), "--out", str(tmp_path), "--run-id", "stall", "--load", "open"]
     args += ["--rate", "100", "--arrival", "constant", "--target", "torchserve:rest", "--warmup", "1"]
     args += ["--window", "1.5", "--min-windows", "3", "--max-windows", "3"]
+    args += ["--settle-cap", "0", "--no-calibrate"]
     bench = subprocess.Popen([str(SERVEOFF), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
@@ -298,6 +300,7 @@ def test_an_open_loop_far_above_capacity_accounts_for_every_request_and_is_flagg
     args = ["bench", "--state", str(servers), "--out", str(tmp_path), "--run-id", "over", "--timeout", "2"]
     args += ["--load", "open", "--rate", str(rate), "--arrival", "constant", "--target", "torchserve:rest"]
     args += ["--warmup", "0.5", "--window", "1", "--min-windows", str(windows), "--max-windows", str(windows)]
+    args += ["--settle-cap", "0", "--no-calibrate"]
     done = serveoff(args, env, timeout=120)
     results = results_of(tmp_path / "over")
     (point,) = results["points"]

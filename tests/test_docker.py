@@ -143,7 +143,8 @@ def test_an_image_for_another_architecture_is_refused_before_anything_starts(
     foreign = foreign_image(client, tmp_path)
     before = {c.id for c in ours(client)}
     artifacts = built["digits-mlp"].root.parent
-    args = ["bench", "--docker", "--image", f"torchserve={image}", "--image", f"tfserving={foreign}",
+    args = ["run", "--docker", "--image", f"torchserve={image}", "--image", f"tfserving={foreign}",
+            "--server", "torchserve", "--server", "tfserving",
             "--artifacts", str(artifacts), "--out", str(tmp_path / "results")]  # fmt: skip
     done = serveoff(args, env, timeout=120)
     assert done.returncode == 2, done.stderr
@@ -155,12 +156,13 @@ def test_an_image_for_another_architecture_is_refused_before_anything_starts(
     assert not (tmp_path / "results").exists() and {c.id for c in ours(client)} == before
 
 
-def test_bench_docker_starts_measures_and_removes_the_containers(client, image, built, env, tmp_path) -> None:
-    """`serveoff bench --docker` as users run it, with the stand-in image named for both servers."""
+def test_run_docker_starts_measures_and_removes_the_containers(client, image, built, env, tmp_path) -> None:
+    """`serveoff run --docker` as users run it, with the stand-in image named for both servers."""
     before = {c.id for c in ours(client)}
     artifacts = built["digits-mlp"].root.parent
     mounts = [arg for path in host_mounts() for arg in ("--mount", str(path))]
-    args = ["bench", "--docker", "--image", f"torchserve={image}", "--image", f"tfserving={image}", *mounts,
+    args = ["run", "--docker", "--image", f"torchserve={image}", "--image", f"tfserving={image}", *mounts,
+            "--server", "torchserve", "--server", "tfserving",
             "--cpus", "1", "--memory", "1g", "--artifacts", str(artifacts), "--concurrency", "2", *QUICK,
             "--out", str(tmp_path), "--run-id", "docker"]  # fmt: skip
     done = serveoff(args, env, prefix=["taskset", "-c", "0"], timeout=600)
@@ -174,7 +176,7 @@ def test_bench_docker_starts_measures_and_removes_the_containers(client, image, 
     assert len(points) == 4 and all(p["summary"]["requests"] > 0 for p in points)
     assert all(w["server_cpu_s"] > 0 for p in points for w in p["windows"])
     assert (tmp_path / "docker" / "report.html").exists()
-    assert {c.id for c in ours(client)} == before, "bench --docker left a container behind"
+    assert {c.id for c in ours(client)} == before, "run --docker left a container behind"
     assert (tmp_path / "docker" / "servers" / "torchserve" / "torchserve.container.log").exists()
 
 
@@ -186,7 +188,7 @@ def test_the_compose_stack_runs_the_comparison_end_to_end(client, image, tmp_pat
     quick = resolved()["services"]["bench"]["command"]
     timing = {"--concurrency": "2", "--warmup": "1", "--window": "1", "--max-windows": "2"}
     command = [arg if arg.split("=")[0] not in timing else f"{arg.split('=')[0]}={timing[arg.split('=')[0]]}"
-               for arg in quick] + ["--min-windows=2", "--run-id=compose"]  # fmt: skip
+               for arg in quick] + ["--min-windows=2", "--settle-cap=0", "--run-id=compose"]  # fmt: skip
     override = tmp_path / "override.yml"
     override.write_text(compose_override(image, results, command))
     project = f"serveoff-test-{uuid.uuid4().hex[:8]}"

@@ -14,6 +14,7 @@ from serveoff.models.build import BuildResult
 from serveoff.serving.container import check_architectures
 from serveoff.serving.resources import available_cpus
 from serveoff.serving.stack import STACK_SCHEMA
+from serveoff.serving.targets import SERVERS
 
 from .cli_runner import CliResult, run_cli
 from .commands import serveoff
@@ -25,7 +26,7 @@ NO_ENGINE = "unix:///nonexistent/docker.sock"
     "args",
     [
         ["up", "--docker"],
-        ["bench", "--docker"],
+        ["run", "--docker"],
         ["bench", "--stack", "."],
     ],
 )
@@ -45,19 +46,26 @@ def test_no_docker_engine_is_one_line(args, env, tmp_path) -> None:
     ("args", "message"),
     [
         (["up", "--docker", "--memory", "lots"], "memory limit 'lots' is malformed; write it like 4g"),
-        (["bench", "--docker", "--memory", "1000g"], "memory limit '1000g' is more than this machine has"),
-        (["bench", "--docker", "--memory", "10m"], "memory limit '10m' is below 64m"),
-        (["bench", "--docker", "--image", "nginx"], "--image 'nginx' must be SERVER=IMAGE, SERVER one of "
-                                                   "torchserve, tfserving"),
+        (["run", "--docker", "--memory", "1000g"], "memory limit '1000g' is more than this machine has"),
+        (["run", "--docker", "--memory", "10m"], "memory limit '10m' is below 64m"),
+        (["run", "--docker", "--image", "nginx"], "--image 'nginx' must be SERVER=IMAGE, SERVER one of "
+                                                 f"{', '.join(SERVERS)}"),
         (["up", "--docker", "--mount", "/nonexistent"], "--mount /nonexistent does not exist"),
         (["up", "--docker", "--cpus", "0-99"], "CPU list '0-99' names CPUs this machine lacks"),
-        (["bench", "--docker", "--cpus", "two"], "CPU list 'two' is malformed"),
+        (["run", "--docker", "--cpus", "two"], "CPU list 'two' is malformed"),
+        (["run", "--docker", "--loadgen-cpus", "0-99"], "the load generator's CPU list '0-99' names CPUs "
+                                                        "this machine lacks"),
+        (["run", "--memory", "2g", "--image", "torchserve=x"], "--memory, --image set up server containers, "
+                                                              "so only with --docker"),
         (["up", "--docker", "--model", "no-such-model"], "unknown model 'no-such-model'"),
-        (["bench", "--docker", "--stack", "x"], "use --docker (serveoff starts containers) or --stack"),
+        (["bench", "--docker"], "bench measures running servers; to start the servers' images, measure them "
+                                "and remove them, use `serveoff run --docker`"),
         (["bench", "--stack", "/nonexistent"], "/nonexistent/stack.json is missing; write it with "
                                                "`serveoff prepare --stack /nonexistent`"),
-        (["bench", "--cpus", "0", "--memory", "2g"], "--cpus, --memory set up servers bench starts, so only "
-                                                     "with --docker"),
+        (["bench", "--cpus", "0", "--memory", "2g"], "--cpus, --memory set up the servers `serveoff run` "
+                                                     "starts (natively, or with --docker); running servers "
+                                                     "keep the setting they were started with"),
+        (["bench", "--server", "torchserve"], "--server sets up the servers `serveoff run` starts"),
         (["prepare", "--cpus", "0-99"], "CPU list '0-99' names CPUs this machine lacks"),
         (["prepare", "--model", "no-such-model"], "unknown model 'no-such-model'"),
         (["prepare", "--memory", "4x"], "memory limit '4x' is malformed"),
@@ -80,6 +88,7 @@ def test_prepare_writes_each_servers_launch_script_from_one_setting(
     artifacts = built["digits-mlp"].root.parent
     stack = tmp_path / "stack"
     args = ["prepare", "--artifacts", str(artifacts), "--stack", str(stack), "--cpus", "0", "--memory", "2g"]
+    args += ["--server", "torchserve", "--server", "tfserving"]  # KServe does not batch: it refuses
     result = run_cli([*args, "--max-batch-size", "8", "--batch-timeout-ms", "2"], capsys, monkeypatch)
     assert result.code == 0, result.stderr
     assert result.stdout.strip() == f"stack: {stack}/stack.json (models digits-mlp; CPUs 0, memory 2g)"

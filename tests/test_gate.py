@@ -31,6 +31,7 @@ from serveoff.serving.resources import server_config
 from tests.commands import leftovers, serveoff
 
 WINDOWS = ["--warmup", "2", "--window", "1.5", "--min-windows", "3", "--max-windows", "5"]
+WINDOWS += ["--settle-cap", "0", "--no-calibrate"]
 PLAN = ["--target", "torchserve:rest", "--concurrency", "2,4", *WINDOWS]
 # The server gets CPU 1 and the load generator CPU 0, so that neither's noise moves the other's figures.
 SERVER_CPUS, GENERATOR = (1,), ["taskset", "-c", "0"]

@@ -192,11 +192,32 @@ def test_a_point_whose_requests_were_sent_late_is_generator_bound() -> None:
     assert load_flags([])["overloaded"] is False  # a point stopped before its first window
 
 
+def test_the_send_lag_p99_above_the_bound_makes_a_point_generator_bound() -> None:
+    windows = []
+    for index, late_us in enumerate((40_000, 15_000)):  # 1.5% of sends over 10 ms late, none 20 ms+ in one
+        w = window([5.0] * 1000, index)
+        w.scheduled, w.send_lag = 1000, new_histogram()
+        for n in range(1000):
+            record(w.send_lag, (late_us if n < 15 else 50) / 1e6)
+        windows.append(w)
+    assert load_flags(windows)["generator_bound"] is True
+    lag = estimate(windows, batch_size=1)["send_lag_us"]
+    assert lag["p50"] == pytest.approx(50, abs=1) and lag["max"] == pytest.approx(40_000, rel=0.001)
+    back = [Window.from_json(w.to_json()) for w in windows]  # the histogram survives results.json
+    assert estimate(back, batch_size=1)["send_lag_us"] == lag
+    for w in windows:
+        w.send_lag.reset()
+        for n in range(1000):
+            record(w.send_lag, (15_000 if n < 5 else 50) / 1e6)  # 0.5% late: p99 on time
+    assert load_flags(windows)["generator_bound"] is False
+
+
 def test_windows_of_older_results_files_read_back_without_the_new_counts() -> None:
     doc = window([5.0] * 10, errors=2).to_json()
-    for field in ("scheduled", "late_sends", "queued", "send_lag_max_s"):
+    for field in ("scheduled", "late_sends", "queued", "send_lag_max_s", "send_lag_histogram"):
         del doc[field]
     old = Window.from_json(doc)
-    assert old.scheduled is None and old.late_sends == 0
+    assert old.scheduled is None and old.late_sends == 0 and old.send_lag is None
+    assert estimate([old], batch_size=1)["send_lag_us"] == {"p50": None, "p99": None, "max": None}
     assert load_flags([old])["overloaded"] is True  # 2 of 12 (answered + failed) failed
     assert estimate([old], batch_size=1)["scheduled"] is None

@@ -21,7 +21,7 @@ from serveoff.report.claims import load_claims
 from serveoff.report.plots import PLOTS
 from serveoff.serving import runtimes
 from tests.cli_runner import run_cli
-from tests.commands import QUICK, leftovers, serveoff
+from tests.commands import QUICK_SETTLED, leftovers, serveoff
 from tests.test_gate_rules import one_error_line, save, unwritable
 from tests.test_gate_rules import point as gate_point
 from tests.test_gate_rules import run as gate_run
@@ -38,7 +38,7 @@ def measured(built, artifacts_dir, tmp_path_factory, env, marker) -> Path:
     """A real `serveoff run` of TorchServe, the TF Serving test fake and both baselines, with its report."""
     out = tmp_path_factory.mktemp("runs")
     args = ["run", "--artifacts", str(artifacts_dir), "--out", str(out), "--run-id", "real"]
-    done = serveoff([*args, "--concurrency", "1,4", *QUICK], env, timeout=600)
+    done = serveoff([*args, "--concurrency", "1,4", *QUICK_SETTLED], env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"report: {out / 'real' / 'report.html'} (summary: report.md)" in done.stdout
     assert leftovers(marker) == []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from serveoff.cli import new_run_dir
+from serveoff.app import new_run_dir
 from serveoff.errors import ServeoffError
 from tests.commands import serveoff
 

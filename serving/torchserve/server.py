@@ -101,6 +101,7 @@ class TorchServe(Server):
     # (serving/torchserve/Dockerfile): TorchScript is not forward compatible, so the image must run the
     # torch that built the archives.
     default_image: ClassVar[str] = "serveoff-torchserve:0.12.0-torch2.13.0"
+    settle_floor_s: ClassVar[float] = 30.0  # its JVM keeps getting faster for 20-30 s after start
 
     def __init__(
         self, models: list[ArtifactLayout], config: ServerConfig, workdir: Path, port_base: int
