@@ -9,9 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 import numpy as np
-import requests
 
 from serveoff.errors import ServeoffError, Stopped
 from serveoff.loadtest.calibrate import calibrate, calibration_line
@@ -21,14 +19,15 @@ from serveoff.loadtest.measure import CLIENT_BOUND_BUSY, PointAborted, Subject, 
 from serveoff.loadtest.plan import LoadPoint, SearchPolicy, WindowPolicy, open_loop
 from serveoff.loadtest.progress import BenchProgress
 from serveoff.loadtest.recorder import LATE_SEND_S
-from serveoff.loadtest.results import ResultsFile
+from serveoff.loadtest.results import PointResult, ResultsFile, Summary
 from serveoff.loadtest.search import RateSearch
+from serveoff.loadtest.send import SendError, send
 from serveoff.loadtest.startup import RuntimeStartup, measure_startups
 from serveoff.loadtest.warmup import describe as describe_warmup
 from serveoff.loadtest.warmup import settle
 from serveoff.models.artifacts import ArtifactLayout, require_manifest
 from serveoff.serving import runtimes
-from serveoff.serving.base import Endpoints
+from serveoff.serving.base import Endpoints, WireRequest
 from serveoff.serving.fleet import Record, usage_of, usage_source
 from serveoff.serving.metrics import scrape
 from serveoff.serving.resources import (
@@ -239,18 +238,12 @@ def check_answers(subjects: dict[tuple[str, str], Subject], records: list[Record
 
 
 def _send_once(request: dict, timeout_s: float, name: str) -> bytes:
+    """The reply to a subject's prepared request, sent once the way every test sends one."""
+    fields = (request[key] for key in ("kind", "address", "path", "body", "headers"))
+    wire = WireRequest(*fields)
     try:
-        if request["kind"] == "rest":
-            response = requests.post(
-                request["address"] + request["path"], data=request["body"], headers=request["headers"],
-                timeout=timeout_s,
-            )  # fmt: skip
-            if response.status_code != 200:
-                raise ServeoffError(f"{name} answered HTTP {response.status_code}: {response.text[:200]}")
-            return response.content
-        with grpc.insecure_channel(request["address"]) as channel:
-            return channel.unary_unary(request["path"])(request["body"], timeout=timeout_s)
-    except (requests.RequestException, grpc.RpcError) as err:
+        return send(wire, timeout_s)
+    except SendError as err:
         raise ServeoffError(f"{name} did not answer a first request: {err}") from None
 
 
@@ -263,32 +256,11 @@ def run_manifest(
     loadgen: LoadgenCpus | None = None,
 ) -> dict:
     """Everything about the run that its numbers depend on."""
-    models = {}
-    for model in plan.models:
-        art = _layout(model, records, artifacts)
-        manifest = require_manifest(art)
-        parity = json.loads(art.parity.read_text()) if art.parity.is_file() else None
-        models[model] = {
-            "artifact": str(art.root), "content_hash": manifest["content_hash"], "input": manifest["input"],
-            "output": manifest["output"], "built_with": manifest["versions"], "parity": parity,
-        }  # fmt: skip
     return {
         "serveoff": serveoff_info(),
         "machine": machine(),
         "libraries": library_versions(),
-        "servers": {
-            rec.server: {
-                "versions": rec.versions,
-                "config": rec.config,
-                "endpoints": rec.endpoints,
-                "launcher": rec.launcher,
-                "container": rec.container,
-                "memory_limit_bytes": rec.memory_bytes,
-                "cost_from": usage_source(rec),
-                "log": rec.log,
-            }
-            for rec in records
-        },
+        "servers": {rec.server: _server_entry(rec) for rec in records},
         "baseline_of": {name: server_class(name).framework for name in SERVERS},
         "baselines": {
             "runtimes": {
@@ -301,7 +273,7 @@ def run_manifest(
             "that runs the model is pinned to the servers' CPUs (serving/inprocess.py)",
             "cpus": list(config.cpus) if config.cpus else None,
         },
-        "models": models,
+        "models": {model: _model_entry(model, records, artifacts) for model in plan.models},
         "generator": {
             "engine": "locust",
             "processes": f"master + {plan.workers} workers" if plan.workers else "1 local process",
@@ -320,6 +292,31 @@ def run_manifest(
         "plan": plan.to_json(),
         "windows": plan.policy.to_json(),
         "drift_control": DRIFT_CONTROL,
+    }
+
+
+def _model_entry(model: str, records: list[Record], artifacts: Path) -> dict:
+    """What the manifest keeps of one model's build: its artifact, hash, wire format, versions, parity."""
+    art = _layout(model, records, artifacts)
+    manifest = require_manifest(art)
+    parity = json.loads(art.parity.read_text()) if art.parity.is_file() else None
+    return {
+        "artifact": str(art.root), "content_hash": manifest["content_hash"], "input": manifest["input"],
+        "output": manifest["output"], "built_with": manifest["versions"], "parity": parity,
+    }  # fmt: skip
+
+
+def _server_entry(rec: Record) -> dict:
+    """What the manifest keeps of one server: versions, setting, where it ran and how its cost is read."""
+    return {
+        "versions": rec.versions,
+        "config": rec.config,
+        "endpoints": rec.endpoints,
+        "launcher": rec.launcher,
+        "container": rec.container,
+        "memory_limit_bytes": rec.memory_bytes,
+        "cost_from": usage_source(rec),
+        "log": rec.log,
     }
 
 
@@ -423,17 +420,17 @@ def _finish(results: ResultsFile, error: str | None = None, last: dict | None = 
         results.finish(error)
 
 
-def overload_warnings(points: list[dict]) -> list[str]:
+def overload_warnings(points: list[PointResult] | list[dict]) -> list[str]:
     """One line per sweep point whose load was not served or not sent on time (search probes may be)."""
     lines = []
     late_ms = f"{LATE_SEND_S * 1000:.0f} ms"
-    for point in (p for p in points if p["phase"] == "sweep"):
-        name = f"{point['model']} {point['target']} {point['label']}"
-        if point.get("overloaded"):
-            lines.append(f"{name} was overloaded: {point['overload']}; its figures describe a server past "
+    for point in (p for p in map(PointResult.of, points) if p.phase == "sweep"):
+        name = f"{point.model} {point.target} {point.label}"
+        if point.flags.overloaded:
+            lines.append(f"{name} was overloaded: {point.flags.overload}; its figures describe a server past "
                          "its capacity (find the capacity with --load search)")  # fmt: skip
-        if point.get("generator_bound"):
-            lines.append(f"{name} was generator-bound: {point['late_sends']} requests were sent over "
+        if point.flags.generator_bound:
+            lines.append(f"{name} was generator-bound: {point.flags.late_sends} requests were sent over "
                          f"{late_ms} late, which their latencies include; add --workers")  # fmt: skip
     return lines
 
@@ -538,29 +535,29 @@ def _measure(
     return result
 
 
-def describe(point: dict, seconds: float) -> str:
+def describe(result: PointResult | dict, seconds: float) -> str:
     """One log line for a measured point."""
-    summary = point["summary"] or {}
-    lat = summary.get("latency_us", {})
+    point = PointResult.of(result)
+    summary = point.summary or Summary(requests=0)
 
     def ms(name: str) -> str:
-        value = lat.get(name, {}).get("value")
+        value = summary.latency(name).value
         return f"{value / 1000:8.2f} ms" if value is not None else "       - ms"
 
-    rps = summary.get("throughput_rps", {}).get("value") or 0.0
-    flags = [] if point["stable"] else ["unstable"]
-    if point["client_bound"]:
+    rps = summary.throughput_rps.value or 0.0
+    flags = [] if point.flags.stable else ["unstable"]
+    if point.flags.client_bound:
         flags.append("CLIENT-BOUND")
-    if point.get("generator_bound"):
-        flags.append(f"GENERATOR-BOUND: {point['late_sends']} requests sent late")
-    if point.get("overloaded"):
-        flags.append(f"OVERLOADED: {point['overload']}")
-    elif summary.get("failed"):
-        flags.append(f"{summary['failed']} failed")
+    if point.flags.generator_bound:
+        flags.append(f"GENERATOR-BOUND: {point.flags.late_sends} requests sent late")
+    if point.flags.overloaded:
+        flags.append(f"OVERLOADED: {point.flags.overload}")
+    elif summary.failed:
+        flags.append(f"{summary.failed} failed")
     return (
-        f"{point['model']} {point['target']:<16} {point['label']:<10} {rps:9.1f} req/s  p50 {ms('p50')}  "
-        f"p99 {ms('p99')}  {summary.get('windows', 0)} windows, {seconds:.0f} s"
-        + f"  ({point['source']})"
+        f"{point.model} {point.target:<16} {point.label:<10} {rps:9.1f} req/s  p50 {ms('p50')}  "
+        f"p99 {ms('p99')}  {summary.windows} windows, {seconds:.0f} s"
+        + f"  ({point.source})"
         + (f"  [{', '.join(flags)}]" if flags else "")
     )
 

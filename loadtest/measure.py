@@ -62,18 +62,8 @@ def measure(
     on_window: Callable[[int], None] = lambda _: None,
 ) -> dict:
     """Run ``point`` against ``subject`` and return its results entry."""
-    name = f"{subject.model} {subject.target.name} {point.label}"
-    spec = LoadSpec.from_request(
-        subject.request,
-        id=f"{subject.model}/{subject.target.name}/{point.label}/{phase}/{time.monotonic_ns()}",
-        name=name,
-        load=point,
-        users=point.concurrency if point.loop == CLOSED else engine.generator_count,
-        window_s=policy.window_s,
-        max_windows=policy.max_windows,
-        timeout_s=timeout_s,
-        seed=seed,
-    )
+    spec = _load_spec(engine, subject, point, policy, timeout_s, seed, phase)
+    name = spec.name
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     sampler = CostSampler(subject.usage) if subject.usage else None
     before = _scrape(subject)
@@ -112,6 +102,24 @@ def measure(
         result["error"] = error
         raise PointAborted(error, result)
     return result
+
+
+def _load_spec(
+    engine: LoadEngine, subject: Subject, point: LoadPoint, policy: WindowPolicy, timeout_s: float, seed: int,
+    phase: str,
+) -> LoadSpec:  # fmt: skip
+    """What every load generator is told to run for ``point``."""
+    return LoadSpec.from_request(
+        subject.request,
+        id=f"{subject.model}/{subject.target.name}/{point.label}/{phase}/{time.monotonic_ns()}",
+        name=f"{subject.model} {subject.target.name} {point.label}",
+        load=point,
+        users=point.concurrency if point.loop == CLOSED else engine.generator_count,
+        window_s=policy.window_s,
+        max_windows=policy.max_windows,
+        timeout_s=timeout_s,
+        seed=seed,
+    )
 
 
 def point_result(

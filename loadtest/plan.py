@@ -26,7 +26,7 @@ class Bound:
 
 
 _HISTOGRAM = "latencies are tracked up to 10 minutes"
-_GENERATOR = "past what serveoff's load generators make: one process sends about 4,000 requests/s"
+_GENERATOR = "past what serveoff's load generators make: one process sends about 45,000 requests/s"
 _USERS = "each user holds a connection and a greenlet in the load generator: past that it measures itself"
 LIMITS: dict[str, Bound] = {
     "--concurrency": Bound(1, 10_000, "users per point", _USERS),

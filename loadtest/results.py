@@ -23,11 +23,13 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from serveoff.errors import ServeoffError
+from serveoff.loadtest.stats import Window
 
 if TYPE_CHECKING:
     from serveoff.loadtest.startup import RuntimeStartup
@@ -62,12 +64,21 @@ class ResultsFile:
             "runtimes": [],
             "warmups": [],
         }
+        self._points: list[PointResult] = []
         run_dir.mkdir(parents=True, exist_ok=True)
         self.write()
 
-    def add_point(self, point: dict) -> None:
-        self.doc["points"].append(point)
-        self.doc["serving_tax"] = serving_tax(self.doc["points"], self.doc["manifest"]["baseline_of"])
+    @property
+    def points(self) -> list[PointResult]:
+        """The points recorded so far."""
+        return list(self._points)
+
+    def add_point(self, point: PointResult | dict) -> None:
+        """Record a measured point (typed, or the entry ``measure`` builds) and the serving tax it adds."""
+        typed = PointResult.of(point)
+        self._points.append(typed)
+        self.doc["points"].append(point if isinstance(point, dict) else typed.to_json())
+        self.doc["serving_tax"] = serving_tax(self._points, self.doc["manifest"]["baseline_of"])
         self.write()
 
     def add_runtimes(self, startups: list[RuntimeStartup]) -> None:
@@ -118,39 +129,34 @@ def finite(value: Any) -> Any:
     return value
 
 
-def serving_tax(points: list[dict], baseline_of: dict[str, str]) -> list[dict]:
+def serving_tax(points: list[PointResult], baseline_of: dict[str, str]) -> list[dict]:
     """Each server point's latency minus its framework's plain in-process runtime (the artifact the server
     runs: ``torch:inprocess``, ``tf:inprocess``) at the same load."""
     baselines = {
-        (p["model"], p["system"], json.dumps(p["load"], sort_keys=True), p["phase"]): p
+        (p.model, p.system, p.load_key, p.phase): p
         for p in points
-        if p["baseline"] and p.get("summary") and p["target"] == f"{p['system']}:inprocess"
+        if p.baseline and p.summary and p.target == f"{p.system}:inprocess"
     }
     taxes = []
     for point in points:
-        framework = baseline_of.get(point["system"])
-        if point["baseline"] or not point.get("summary") or framework is None:
+        framework = baseline_of.get(point.system)
+        if point.baseline or not point.summary or framework is None:
             continue
-        key = (point["model"], framework, json.dumps(point["load"], sort_keys=True), point["phase"])
-        base = baselines.get(key)
-        if base is None:
+        base = baselines.get((point.model, framework, point.load_key, point.phase))
+        if base is None or base.summary is None:
             continue
-        server_lat, base_lat = point["summary"]["latency_us"], base["summary"]["latency_us"]
-        tax = {
-            name: _difference(server_lat[name]["value"], base_lat[name]["value"]) for name in TAX_PERCENTILES
-        }
-        base_rps = base["summary"]["throughput_rps"]["value"]
+        ours, theirs = point.summary, base.summary
+        tax = {n: _difference(ours.latency(n).value, theirs.latency(n).value) for n in TAX_PERCENTILES}
+        base_rps = theirs.throughput_rps.value
         taxes.append(
             {
-                "model": point["model"],
-                "target": point["target"],
-                "baseline": base["target"],
-                "load": point["load"],
-                "label": point["label"],
+                "model": point.model,
+                "target": point.target,
+                "baseline": base.target,
+                "load": point.load,
+                "label": point.label,
                 "latency_us": tax,
-                "throughput_ratio": point["summary"]["throughput_rps"]["value"] / base_rps
-                if base_rps
-                else None,
+                "throughput_ratio": ours.throughput_rps.value / base_rps if base_rps else None,
             }
         )
     return taxes
@@ -158,6 +164,219 @@ def serving_tax(points: list[dict], baseline_of: dict[str, str]) -> list[dict]:
 
 def _difference(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
+
+
+# --- the point result, as readers see it ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A figure with its 95% bootstrap interval (``low``/``high`` None: none was computed)."""
+
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+
+    @classmethod
+    def from_json(cls, doc: dict | None) -> Estimate:
+        """``{"value", "low", "high"}`` as stored; an absent figure reads as not measured."""
+        doc = doc or {}
+        return cls(doc.get("value"), doc.get("low"), doc.get("high"))
+
+    def to_json(self) -> dict:
+        return {"value": self.value, "low": self.low, "high": self.high}
+
+
+NOT_MEASURED = Estimate(None)
+
+
+@dataclass(frozen=True)
+class SendLag:
+    """How late the open loop sent its requests, in µs (None: closed loop, or a file from before /2)."""
+
+    p50: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+    def to_json(self) -> dict:
+        return {"p50": self.p50, "p99": self.p99, "max": self.max}
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A point's estimates over its windows: rates, latency percentiles (µs), errors, CPU cost, send lag."""
+
+    requests: int  # answered successfully
+    throughput_rps: Estimate = NOT_MEASURED
+    inferences_per_s: Estimate = NOT_MEASURED
+    error_rate: Estimate = NOT_MEASURED
+    latency_us: dict[str, Estimate] = field(default_factory=dict)  # p50 ... p99.9 and max, as recorded
+    cpu_s_per_1000: Estimate | None = None  # None: no server CPU was sampled (in-process baselines)
+    windows: int = 0
+    scheduled: int | None = None  # None: a file from before requests were counted as scheduled
+    failed: int = 0
+    errors: dict[str, int] = field(default_factory=dict)  # failed requests by kind
+    send_lag_us: SendLag = SendLag()
+
+    def latency(self, name: str) -> Estimate:
+        """The latency percentile ``name`` (``p50`` ... ``p99.9``, ``max``); not measured when absent."""
+        return self.latency_us.get(name, NOT_MEASURED)
+
+    @classmethod
+    def from_json(cls, doc: dict) -> Summary:
+        cpu = doc.get("cpu_s_per_1000")
+        return cls(
+            requests=doc.get("requests", 0),
+            throughput_rps=Estimate.from_json(doc.get("throughput_rps")),
+            inferences_per_s=Estimate.from_json(doc.get("inferences_per_s")),
+            error_rate=Estimate.from_json(doc.get("error_rate")),
+            latency_us={name: Estimate.from_json(s) for name, s in (doc.get("latency_us") or {}).items()},
+            cpu_s_per_1000=Estimate.from_json(cpu) if isinstance(cpu, dict) else None,
+            windows=doc.get("windows", 0),
+            scheduled=doc.get("scheduled"),
+            failed=doc.get("failed", 0),
+            errors=dict(doc.get("errors") or {}),
+            send_lag_us=SendLag(**(doc.get("send_lag_us") or {})),
+        )
+
+    def to_json(self) -> dict:
+        return {
+            "windows": self.windows,
+            "scheduled": self.scheduled,
+            "requests": self.requests,
+            "failed": self.failed,
+            "errors": self.errors,
+            "error_rate": self.error_rate.to_json(),
+            "throughput_rps": self.throughput_rps.to_json(),
+            "inferences_per_s": self.inferences_per_s.to_json(),
+            "latency_us": {name: stat.to_json() for name, stat in self.latency_us.items()},
+            "send_lag_us": self.send_lag_us.to_json(),
+            "cpu_s_per_1000": self.cpu_s_per_1000.to_json() if self.cpu_s_per_1000 else None,
+        }
+
+
+@dataclass(frozen=True)
+class Flags:
+    """Whether a point's figures can be trusted as measured: settled, served and sent on time."""
+
+    stable: bool = False  # its last windows agreed within the tolerance
+    client_bound: bool = False  # a generator event loop was at least 90% busy
+    overloaded: bool = False  # over 1% of the scheduled requests failed or went unanswered
+    overload: str | None = None  # why, when overloaded
+    generator_bound: bool = False  # the open loop sent over 1% of its requests late (absent before /2)
+    late_sends: int = 0
+    queued_in_generator: int = 0
+    send_lag_max_ms: float = 0.0
+
+    @classmethod
+    def from_json(cls, doc: dict) -> Flags:
+        known = {name: doc[name] for name in FLAG_KEYS if doc.get(name) is not None}
+        return cls(**known)
+
+    def to_json(self) -> dict:
+        return {name: getattr(self, name) for name in FLAG_KEYS}
+
+
+FLAG_KEYS = tuple(f.name for f in fields(Flags))
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """One measured load point: what was measured, its flags and estimates, and its raw windows.
+
+    ``from_json`` reads the entries of every readable schema (fields a version lacks take their defaults);
+    ``to_json`` writes the current one. Keys this version does not know are kept in ``extra``.
+    """
+
+    model: str
+    target: str
+    system: str
+    protocol: str
+    baseline: bool
+    source: str  # the server and its version, or the in-process framework (a test double says so)
+    phase: str  # "sweep" | "search" | "calibration"
+    load: dict  # the load point as the plan stores it (``LoadPoint.to_json``)
+    label: str
+    offered: float | None  # users (closed loop) or requests/s (open loop)
+    flags: Flags = Flags()
+    summary: Summary | None = None  # None: no window was measured
+    batch_size: int = 1
+    payload_bytes: int | None = None
+    started_at: str | None = None
+    generator_busy_max: float | None = None
+    histogram: str | None = None  # merged latencies (µs), HdrHistogram base64
+    send_lag_histogram: str | None = None
+    windows: tuple[dict, ...] = ()  # as stored; ``decoded_windows`` decodes them
+    error: str | None = None  # why the point stopped early
+    peak_rss_mib: float | None = None
+    server_metrics: dict | None = None  # {"delta": {...}} or {"error": "..."}
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def answered(self) -> bool:
+        """Whether the point has figures: a summary of at least one answered request."""
+        return bool(self.summary and self.summary.requests)
+
+    @property
+    def load_key(self) -> str:
+        """The load point as one comparable string."""
+        return json.dumps(self.load, sort_keys=True)
+
+    @property
+    def loop(self) -> str | None:
+        return self.load.get("loop")
+
+    def decoded_windows(self) -> list[Window]:
+        """The measurement windows, histograms decoded."""
+        return [Window.from_json(w) for w in self.windows]
+
+    @classmethod
+    def of(cls, point: PointResult | dict) -> PointResult:
+        """``point`` itself, or read from its results entry."""
+        return point if isinstance(point, PointResult) else cls.from_json(point)
+
+    @classmethod
+    def from_json(cls, doc: dict) -> PointResult:
+        """A ``points[]`` entry of a results file of any readable schema."""
+        summary = doc.get("summary")
+        known = {name: doc[name] for name in POINT_KEYS if doc.get(name) is not None}
+        extra = {k: v for k, v in doc.items() if k not in (*POINT_KEYS, *FLAG_KEYS, "summary", "windows")}
+        return cls(
+            **(ABSENT | known),
+            flags=Flags.from_json(doc),
+            summary=Summary.from_json(summary) if summary else None,
+            windows=tuple(doc.get("windows") or ()),
+            extra=extra,
+        )
+
+    def to_json(self) -> dict:
+        """The entry as ``results.json`` stores it (flags beside the identity, as in every version)."""
+        head = {name: getattr(self, name) for name in POINT_KEYS[:13]}
+        return {
+            **head,
+            "generator_busy_max": self.generator_busy_max,
+            **self.flags.to_json(),
+            "summary": self.summary.to_json() if self.summary else None,
+            "histogram": self.histogram,
+            "send_lag_histogram": self.send_lag_histogram,
+            "windows": list(self.windows),
+            "error": self.error,
+            "peak_rss_mib": self.peak_rss_mib,
+            "server_metrics": self.server_metrics,
+            **self.extra,
+        }
+
+
+# What an entry that lacks an identity field reads as (hand-written entries; a file's are checked first).
+ABSENT = dict.fromkeys(("model", "target", "system", "protocol", "source", "phase", "label"), "") | {
+    "baseline": False, "load": {}, "offered": None,
+}  # fmt: skip
+# The plain fields of a point, in the order results.json stores them (summary, flags and windows apart).
+POINT_KEYS = (
+    "model", "target", "system", "protocol", "baseline", "source", "phase", "load", "label", "offered",
+    "batch_size", "payload_bytes", "started_at", "generator_busy_max", "histogram", "send_lag_histogram",
+    "error", "peak_rss_mib", "server_metrics",
+)  # fmt: skip
 
 
 def read_results(run_dir: Path) -> dict:

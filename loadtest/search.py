@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from serveoff.loadtest.plan import SearchPolicy
+from serveoff.loadtest.results import PointResult, Summary
 
 
 @dataclass
@@ -32,34 +33,35 @@ class RateSearch:
             return None
         return round((low + high) / 2, 3)
 
-    def passes(self, rate: float, summary: dict | None) -> bool:
+    def passes(self, rate: float, summary: Summary | None) -> bool:
         """Whether a probe at ``rate`` met the bound, with (almost) every arrival answered."""
         if summary is None:
             return False
-        p99 = summary["latency_us"]["p99"]["value"]
+        p99 = summary.latency("p99").value
         return (
             p99 is not None
             and p99 <= self.policy.p99_bound_ms * 1000
-            and summary["error_rate"]["value"] <= self.policy.max_error_rate
+            and summary.error_rate.value <= self.policy.max_error_rate
         )
 
-    def record(self, rate: float, point: dict) -> None:
+    def record(self, rate: float, result: PointResult | dict) -> None:
         """Take the result of the probe at ``rate``."""
-        summary = point.get("summary")
+        point = PointResult.of(result)
+        summary, flags = point.summary, point.flags
         passed = self.passes(rate, summary)
         self.probes.append(
             {
                 "rate": rate,
                 "passed": passed,
-                "client_bound": point["client_bound"],
-                "generator_bound": point.get("generator_bound", False),
-                "overloaded": point.get("overloaded", False),
-                "p99_us": summary["latency_us"]["p99"]["value"] if summary else None,
-                "throughput_rps": summary["throughput_rps"]["value"] if summary else None,
-                "error_rate": summary["error_rate"]["value"] if summary else None,
+                "client_bound": flags.client_bound,
+                "generator_bound": flags.generator_bound,
+                "overloaded": flags.overloaded,
+                "p99_us": summary.latency("p99").value if summary else None,
+                "throughput_rps": summary.throughput_rps.value if summary else None,
+                "error_rate": summary.error_rate.value if summary else None,
             }
         )
-        if point["client_bound"] or point.get("generator_bound"):
+        if flags.client_bound or flags.generator_bound:
             self.note = (
                 f"stopped at {rate:g}/s: the load generator was saturated (client-bound) or sent requests "
                 "late (generator-bound), so higher rates would measure the generator; add --workers"

@@ -36,12 +36,12 @@ from serveoff.loadtest.failures import grpc_error
 from serveoff.loadtest.http import HttpConnection, PreparedRequest
 from serveoff.loadtest.http import prepare as prepare_http
 from serveoff.loadtest.recorder import WindowRecorder
+from serveoff.loadtest.send import GRPC_OPTIONS
 from serveoff.loadtest.spec import InProcess, LoadSpec
 
 grpc_gevent.init_gevent()  # gRPC calls must yield to gevent like every other request
 
 PREPARE, PREPARED, GO, WINDOW = "serveoff_prepare", "serveoff_prepared", "serveoff_go", "serveoff_window"
-GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 MAX_OUTSTANDING = 512  # open loop: requests in flight per process before arrivals queue in the generator
 MAX_WAITING = 100_000  # open loop: arrivals that may wait for a slot; past it the oldest is not sent at all
 NOT_SENT = "timeout before send (generator queue)"  # waited --timeout for one of the MAX_OUTSTANDING slots

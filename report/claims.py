@@ -7,9 +7,9 @@ on this run) with the figures it rests on. Figures that came from a test double 
 
 from __future__ import annotations
 
-import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
@@ -17,6 +17,8 @@ from typing import Any, NamedTuple, NoReturn
 import yaml
 
 from serveoff.errors import ServeoffError
+from serveoff.loadtest.results import Estimate, PointResult, Summary
+from serveoff.report.readiness import PROBE_FORMS, check_probe_predicate, judge_probe
 from serveoff.report.runs import PROTOCOL_TITLES, Run, system_title, target_title
 from serveoff.report.yaml_errors import yaml_problem
 from serveoff.serving.targets import BASELINES, SERVERS
@@ -57,27 +59,35 @@ class Metric:
     """A figure a predicate can compare: where a point keeps it and how reports show it."""
 
     title: str
-    path: tuple[str, ...]
+    figure: Callable[[PointResult], Estimate | float | None]  # where a point keeps it
     lower_is_better: bool
     scale: float = 1.0
     unit: str = ""
     has_ci: bool = True
 
 
+def _in_summary(read: Callable[[Summary], Estimate | None]) -> Callable[[PointResult], Estimate | None]:
+    return lambda point: read(point.summary) if point.summary else None
+
+
+def _latency(name: str) -> Callable[[PointResult], Estimate | None]:
+    return _in_summary(lambda summary: summary.latency(name))
+
+
 METRICS = {
     **{
-        p: Metric(f"{p} latency", ("summary", "latency_us", p), True, 1e-3, " ms")
+        p: Metric(f"{p} latency", _latency(p), True, 1e-3, " ms")
         for p in ("p50", "p90", "p95", "p99", "p99.9")
     },
-    "throughput": Metric("throughput", ("summary", "throughput_rps"), False, unit=" req/s"),
+    "throughput": Metric("throughput", _in_summary(lambda s: s.throughput_rps), False, unit=" req/s"),
     "inferences_per_s": Metric(
-        "inferences per second", ("summary", "inferences_per_s"), False, unit=" inf/s"
+        "inferences per second", _in_summary(lambda s: s.inferences_per_s), False, unit=" inf/s"
     ),
-    "error_rate": Metric("error rate", ("summary", "error_rate"), True, 100.0, "%"),
+    "error_rate": Metric("error rate", _in_summary(lambda s: s.error_rate), True, 100.0, "%"),
     "cpu_s_per_1000": Metric(
-        "CPU time per 1000 inferences", ("summary", "cpu_s_per_1000"), True, unit=" CPU-s/1000"
+        "CPU time per 1000 inferences", _in_summary(lambda s: s.cpu_s_per_1000), True, unit=" CPU-s/1000"
     ),
-    "peak_rss_mib": Metric("peak memory", ("peak_rss_mib",), True, unit=" MiB", has_ci=False),
+    "peak_rss_mib": Metric("peak memory", lambda p: p.peak_rss_mib, True, unit=" MiB", has_ci=False),
 }
 
 # Each predicate form: its required and optional keys.
@@ -86,6 +96,7 @@ FORMS = {
     "not_worse": ({"not_worse", "than", "metric"}, {"at"}),
     "similar": ({"similar", "metric", "within"}, {"at"}),
     "all_of": ({"all_of"}, set()),
+    **PROBE_FORMS,  # over `serveoff probe`'s probes.json (report/readiness.py)
 }
 
 
@@ -185,30 +196,18 @@ def _requires(where: str, requires: Any) -> list[str]:
 
 
 def _predicate(where: str, predicate: Any) -> dict:
-    if not isinstance(predicate, dict):
-        _fail(where, "a predicate must be a mapping, e.g. {better: tfserving, than: torchserve, metric: p50}")
-    kinds = [kind for kind in FORMS if kind in predicate]
-    if not kinds:
-        known = {key for required, optional in FORMS.values() for key in required | optional}
-        unknown = [key for key in predicate if key not in known]
-        problem = f"unknown predicate key {unknown[0]!r}" if unknown else "no predicate kind"
-        _fail(where, f"{problem}; a predicate starts with one of: {', '.join(FORMS)}")
-    if len(kinds) > 1:
-        _fail(where, f"a predicate has one kind, not {' and '.join(kinds)}; combine them with all_of")
-    kind = kinds[0]
-    _check_keys(where, f"the `{kind}` predicate", predicate, *FORMS[kind])
+    kind = _kind(where, predicate)
     if kind == "all_of":
         parts = predicate["all_of"]
         if not isinstance(parts, list) or not parts:
             _fail(where, "`all_of:` must be a non-empty list of predicates")
         return {"all_of": [_predicate(where, part) for part in parts]}
-    if kind == "similar":
-        names = predicate["similar"]
-        if not isinstance(names, list) or len(names) != 2:
-            _fail(where, "`similar:` must list two systems or targets, e.g. [torchserve, tfserving]")
-        a, b = (_name(where, name) for name in names)
-    else:
-        a, b = _name(where, predicate[kind]), _name(where, predicate["than"])
+    if kind in PROBE_FORMS:
+        problem = check_probe_predicate(predicate)
+        if problem:
+            _fail(where, problem)
+        return dict(predicate)
+    a, b = _compared(where, kind, predicate)
     if a == b:
         _fail(where, f"the predicate compares {a!r} with itself; name two different systems or targets")
     checked = {
@@ -222,6 +221,32 @@ def _predicate(where: str, predicate: Any) -> dict:
     if kind == "similar":
         checked["within"] = _fraction(where, "within", predicate["within"], zero=False)
     return checked
+
+
+def _kind(where: str, predicate: Any) -> str:
+    """The predicate's one kind (``better``, ``similar`` ...), its keys checked."""
+    if not isinstance(predicate, dict):
+        _fail(where, "a predicate must be a mapping, e.g. {better: tfserving, than: torchserve, metric: p50}")
+    kinds = [kind for kind in FORMS if kind in predicate]
+    if not kinds:
+        known = {key for required, optional in FORMS.values() for key in required | optional}
+        unknown = [key for key in predicate if key not in known]
+        problem = f"unknown predicate key {unknown[0]!r}" if unknown else "no predicate kind"
+        _fail(where, f"{problem}; a predicate starts with one of: {', '.join(FORMS)}")
+    if len(kinds) > 1:
+        _fail(where, f"a predicate has one kind, not {' and '.join(kinds)}; combine them with all_of")
+    _check_keys(where, f"the `{kinds[0]}` predicate", predicate, *FORMS[kinds[0]])
+    return kinds[0]
+
+
+def _compared(where: str, kind: str, predicate: dict) -> tuple[str, str]:
+    """The two systems or targets a ``better``, ``not_worse`` or ``similar`` predicate names."""
+    if kind != "similar":
+        return _name(where, predicate[kind]), _name(where, predicate["than"])
+    names = predicate["similar"]
+    if not isinstance(names, list) or len(names) != 2:
+        _fail(where, "`similar:` must list two systems or targets, e.g. [torchserve, tfserving]")
+    return _name(where, names[0]), _name(where, names[1])
 
 
 def _name(where: str, value: Any) -> str:
@@ -261,8 +286,8 @@ class Interval(NamedTuple):
 
 
 class _Pair(NamedTuple):
-    a: dict
-    b: dict
+    a: PointResult
+    b: PointResult
     ia: Interval
     ib: Interval
 
@@ -293,6 +318,8 @@ def _check(predicate: dict, run: Run) -> _Result:
     if "all_of" in predicate:
         return _all_of([_check(part, run) for part in predicate["all_of"]])
     kind = next(kind for kind in FORMS if kind in predicate)
+    if kind in PROBE_FORMS:
+        return _Result(*judge_probe(predicate, run.path))
     a, b = predicate["similar"] if kind == "similar" else (predicate[kind], predicate["than"])
     for name in (a, b):
         absent = _absent(name, run)
@@ -329,9 +356,9 @@ def _absent(name: str, run: Run) -> _Result | None:
     return None
 
 
-def _names(name: str, point: dict) -> bool:
+def _names(name: str, point: PointResult) -> bool:
     """Whether ``name`` (a system or a target) covers ``point``."""
-    return point["target"] == name if ":" in name else point["system"] == name
+    return point.target == name if ":" in name else point.system == name
 
 
 def _by_protocol(a: str, b: str) -> bool:
@@ -339,44 +366,44 @@ def _by_protocol(a: str, b: str) -> bool:
     return a in SYSTEMS and b in SYSTEMS and (a in BASELINES) == (b in BASELINES)
 
 
-def _matches(a: str, b: str, run: Run) -> list[tuple[dict, dict]]:
+def _matches(a: str, b: str, run: Run) -> list[tuple[PointResult, PointResult]]:
     """Pairs of A's and B's points at the same model, phase and load (and protocol, see ``_by_protocol``)."""
     by_protocol = _by_protocol(a, b)
 
-    def key(point: dict) -> tuple:
-        where = (point["model"], point["phase"], json.dumps(point["load"], sort_keys=True))
-        return (*where, point["protocol"]) if by_protocol else where
+    def key(point: PointResult) -> tuple:
+        where = (point.model, point.phase, point.load_key)
+        return (*where, point.protocol) if by_protocol else where
 
     others = [point for point in run.points if _names(b, point)]
     return [(pa, pb) for pa in run.points if _names(a, pa) for pb in others if key(pa) == key(pb)]
 
 
-def _select(pairs: list[tuple[dict, dict]], at: str) -> list[tuple[dict, dict]]:
+def _select(
+    pairs: list[tuple[PointResult, PointResult]], at: str
+) -> list[tuple[PointResult, PointResult]]:
     """The pairs at the highest or lowest offered load of each model (per phase and kind of loop)."""
     if at == "all":
         return pairs
     pick = max if at == "heaviest" else min
 
-    def group(pair: tuple[dict, dict]) -> tuple:
-        return pair[0]["model"], pair[0]["phase"], pair[0]["load"].get("loop")
+    def group(pair: tuple[PointResult, PointResult]) -> tuple:
+        return pair[0].model, pair[0].phase, pair[0].loop
 
     chosen = []
     for each in dict.fromkeys(map(group, pairs)):
-        mine = [pair for pair in pairs if group(pair) == each and pair[0].get("offered") is not None]
+        mine = [pair for pair in pairs if group(pair) == each and pair[0].offered is not None]
         if mine:
-            extreme = pick(pair[0]["offered"] for pair in mine)
-            chosen += [pair for pair in mine if pair[0]["offered"] == extreme]
+            extreme = pick(pair[0].offered for pair in mine)
+            chosen += [pair for pair in mine if pair[0].offered == extreme]
     return chosen
 
 
-def _interval(point: dict, metric: Metric) -> Interval | None:
-    node: Any = point
-    for key in metric.path:
-        node = node.get(key) if isinstance(node, dict) else None
-    if _number(node):
-        return Interval(node, node, node)
-    if isinstance(node, dict) and all(_number(node.get(k)) for k in Interval._fields):
-        return Interval(node["value"], node["low"], node["high"])
+def _interval(point: PointResult, metric: Metric) -> Interval | None:
+    figure = metric.figure(point)
+    if _number(figure):
+        return Interval(figure, figure, figure)
+    if isinstance(figure, Estimate) and all(map(_number, (figure.value, figure.low, figure.high))):
+        return Interval(figure.value, figure.low, figure.high)
     return None
 
 
@@ -518,10 +545,10 @@ def _apart(metric: Metric) -> str:
 def _figures(name: str, metric: Metric, pair: _Pair) -> str:
     """E.g. ``digits-mlp c=4 p50: TF Serving REST 2.10 ms [2.00, 2.20] vs TorchServe REST 4.08 ms [...]``."""
     point = pair.a
-    phase = "" if point["phase"] == "sweep" else f" ({point['phase']})"
+    phase = "" if point.phase == "sweep" else f" ({point.phase})"
     a = f"{target_title(pair.a)} {_figure(metric, pair.ia)}"
     b = f"{target_title(pair.b)} {_figure(metric, pair.ib)}"
-    return f"{point['model']} {point['label']}{phase} {name}: {a} vs {b}"
+    return f"{point.model} {point.label}{phase} {name}: {a} vs {b}"
 
 
 def _figure(metric: Metric, interval: Interval) -> str:

@@ -17,6 +17,7 @@ from serveoff.report.files import write_atomically
 from serveoff.report.gate import cells, error_limit, load_rules, run_gate
 from serveoff.report.harness import HarnessView, harness_view
 from serveoff.report.plots import PLOTS
+from serveoff.report.readiness import ReadinessView, readiness_view
 from serveoff.report.runs import Run
 from serveoff.report.runtimes import RuntimeRow, runtime_rows
 from serveoff.report.verdicts import fairness, model_verdict, notes, searches
@@ -51,6 +52,7 @@ class Report:
     sources: list[str] = field(default_factory=list)
     runtimes: list[RuntimeRow] = field(default_factory=list)  # the in-process runtimes side by side
     harness: HarnessView | None = None  # the load generator's own floor (manifest.harness)
+    readiness: ReadinessView | None = None  # `serveoff probe`'s results (probes.json), when the run has them
 
 
 def build_report(
@@ -83,9 +85,10 @@ def build_report(
         claims=evaluate(load_claims(claims), run),
         searches=searches(run),
         comparison=comparison,
-        sources=list(dict.fromkeys(p["source"] for p in run.points)),
+        sources=list(dict.fromkeys(p.source for p in run.points)),
         runtimes=runtime_rows(run, limit),
         harness=harness_view(run),
+        readiness=readiness_view(run.path),
     )
 
 
@@ -116,6 +119,7 @@ def render_html(report: Report) -> str:
         sources=report.sources,
         runtimes=report.runtimes,
         harness=report.harness,
+        readiness=report.readiness,
         figures=figures,
         plotly_js=get_plotlyjs(),
         manifest_json=json.dumps(report.run.manifest, indent=1),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from serveoff.loadtest.results import Estimate
+
 MISSING = "missing"
 
 
@@ -31,20 +33,20 @@ def ms(us: float | None) -> str:
     return f"{significant(us / 1000)} ms" if finite(us) else MISSING
 
 
-def with_interval(stat: dict | None, unit: str = "") -> str:
+def with_interval(stat: Estimate | None, unit: str = "") -> str:
     """``value [low, high] unit`` of an estimate (``unit`` "ms" converts from microseconds)."""
     if stat is None:
         return "n/a"
-    if not finite(stat.get("value")):
+    if not finite(stat.value):
         return MISSING
     scale = 1 / 1000 if unit == "ms" else 1.0
-    value = significant(stat["value"] * scale)
+    value = significant(stat.value * scale)
     suffix = f" {unit}" if unit else ""
-    if stat.get("low") is None or stat.get("high") is None:
+    if stat.low is None or stat.high is None:
         return f"{value}{suffix}"
-    if not (finite(stat["low"]) and finite(stat["high"])):
+    if not (finite(stat.low) and finite(stat.high)):
         return f"{value}{suffix} [interval missing]"
-    return f"{value} [{significant(stat['low'] * scale)}, {significant(stat['high'] * scale)}]{suffix}"
+    return f"{value} [{significant(stat.low * scale)}, {significant(stat.high * scale)}]{suffix}"
 
 
 def percent(x: float | None) -> str:

@@ -15,12 +15,14 @@ import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import yaml
 
 from serveoff.errors import ServeoffError
 from serveoff.loadtest.histograms import PERCENTILES
+from serveoff.loadtest.results import PointResult
 from serveoff.loadtest.stats import Window, bootstrap, bounds
 from serveoff.report.files import write_atomically
 from serveoff.report.runs import Run, point_key, target_title
@@ -234,9 +236,7 @@ def unmatched_points(current: list[Run], baseline: list[Run]) -> list[Unmatched]
     for run in current:
         for p in run.points:
             if point_key(p) not in steady:
-                seen.setdefault(
-                    point_key(p), Unmatched(p["model"], p["target"], target_title(p), p["label"], p["phase"])
-                )
+                seen.setdefault(point_key(p), Unmatched(p.model, p.target, target_title(p), p.label, p.phase))
     return list(seen.values())
 
 
@@ -258,7 +258,7 @@ def check_runs(
     for other in [*currents[1:], *baselines]:
         _same_pairs(currents[0], other)
     measured = [{point_key(p): p for p in run.points} for run in currents]
-    listed = {point_key(p) for run in currents for p in run.doc["points"]}
+    listed = {point_key(p) for run in currents for p in run.all_points}
     before = [{point_key(p): p for p in run.points} for run in baselines]
     checks: list[Check] = []
     compared = 0
@@ -269,8 +269,8 @@ def check_runs(
         points = [each.get(key) for each in measured]
         if all(p is not None for p in points):
             compared += 1
-            windows = [run.windows(p) for run, p in zip(currents, points, strict=True)]
-            base_windows = [run.windows(b) for run, b in zip(baselines, bases, strict=True)]
+            windows = [p.decoded_windows() for p in points]
+            base_windows = [b.decoded_windows() for b in bases]
             sides = Side(points, windows), Side(bases, base_windows)
             checks += [_judge(rule, *sides, rules.confidence, seed) for rule in rules.rules]
         elif key in listed or _planned(currents[0], base):
@@ -288,7 +288,7 @@ def check_runs(
 class Side:
     """One load point as measured by each repeat of one side: the points and their windows."""
 
-    points: list[dict]
+    points: list[PointResult]
     windows: list[list[Window]]
 
     def value(self, metric: str) -> float | None:
@@ -353,7 +353,7 @@ def _pairs(run: Run) -> set[tuple[str, str]]:
     """The (model, target) pairs a run planned or has points of (measured or not)."""
     plan = run.manifest.get("plan", {})
     planned = {(m, t) for m in plan.get("models", []) for t in plan.get("targets", [])}
-    return planned | {(p["model"], p["target"]) for p in run.doc["points"]}
+    return planned | {(p.model, p.target) for p in run.all_points}
 
 
 def _describe_pairs(pairs: set[tuple[str, str]]) -> str:
@@ -363,21 +363,21 @@ def _describe_pairs(pairs: set[tuple[str, str]]) -> str:
     return "targets " + " and ".join(parts) if parts else "nothing"
 
 
-def _planned(run: Run, point: dict) -> bool:
+def _planned(run: Run, point: PointResult) -> bool:
     """Whether ``run``'s plan includes this sweep point (so a missing one was lost, not left out)."""
     plan = run.manifest.get("plan", {})
     return (
-        point["phase"] == "sweep"
-        and point["model"] in plan.get("models", [])
-        and point["target"] in plan.get("targets", [])
-        and point["load"] in plan.get("points", [])
+        point.phase == "sweep"
+        and point.model in plan.get("models", [])
+        and point.target in plan.get("targets", [])
+        and point.load in plan.get("points", [])
     )
 
 
-def _lost(rule: Rule, base: dict) -> Check:
+def _lost(rule: Rule, base: PointResult) -> Check:
     """A point the baseline measured and the current run did not: a failure, never a silent pass."""
     lost = "no measurement in current run"
-    return _check([base], rule, _value(base, rule.metric), None, None, None, None, "fail", lost)
+    return _check([base], rule, _Figures(_value(base, rule.metric), None), "fail", lost)
 
 
 def _judge(rule: Rule, current: Side, baseline: Side, confidence: float, seed: int) -> Check:
@@ -388,7 +388,7 @@ def _judge(rule: Rule, current: Side, baseline: Side, confidence: float, seed: i
     now, before = current.value(rule.metric), baseline.value(rule.metric)
     missing = _not_comparable(rule.metric, now, before)
     if missing:
-        return _check([base, *current.points], rule, before, now, None, None, None, "fail", missing)
+        return _check([base, *current.points], rule, _Figures(before, now), "fail", missing)
     statistic = STATISTIC[rule.metric]
     with np.errstate(invalid="ignore", divide="ignore"):
         samples = current.samples(statistic, seed) / baseline.samples(statistic, seed + 1)
@@ -401,7 +401,7 @@ def _judge(rule: Rule, current: Side, baseline: Side, confidence: float, seed: i
         ceiling = 1 + rule.max_increase
         outcome = "fail" if low > ceiling else "noisy" if ratio > ceiling else "pass"
     detail = _detail(rule, outcome, ratio, low, high, confidence)
-    return _check([base, *current.points], rule, before, now, ratio, low, high, outcome, detail)
+    return _check([base, *current.points], rule, _Figures(before, now, ratio, low, high), outcome, detail)
 
 
 def _not_comparable(metric: str, now: float | None, before: float | None) -> str | None:
@@ -426,9 +426,8 @@ def _judge_errors(rule: Rule, current: Side, baseline: Side, confidence: float, 
     attempted = failed + sum(w.requests for w in windows)
     rate, before = failed / attempted, baseline.value(ERROR_RATE)
     if not failed:
-        return _check(
-            [base, *current.points], rule, before, rate, None, 0.0, 0.0, "pass", "no request failed"
-        )
+        figures = _Figures(before, rate, None, 0.0, 0.0)
+        return _check([base, *current.points], rule, figures, "pass", "no request failed")
     low, high = bounds(rate, current.samples("error_rate", seed), confidence)
     share = f"error rate {_percent(rate)} ({failed:,} of {attempted:,} requests failed)"
     if rate > rule.max:
@@ -436,7 +435,8 @@ def _judge_errors(rule: Rule, current: Side, baseline: Side, confidence: float, 
     else:
         outcome, detail = "pass", f"{share} is within the {_percent(rule.max)} limit"
     interval = f" ({_percent(confidence)} interval {_percent(low)} to {_percent(high)})"
-    return _check([base, *current.points], rule, before, rate, None, low, high, outcome, detail + interval)
+    figures = _Figures(before, rate, None, low, high)
+    return _check([base, *current.points], rule, figures, outcome, detail + interval)
 
 
 def _detail(rule: Rule, outcome: str, ratio: float, low: float, high: float, confidence: float) -> str:
@@ -452,43 +452,31 @@ def _detail(rule: Rule, outcome: str, ratio: float, low: float, high: float, con
     return f"{change}: within {allowed}"
 
 
-def _check(
-    points: list[dict],
-    rule: Rule,
-    baseline: float | None,
-    current: float | None,
-    ratio: float | None,
-    low: float | None,
-    high: float | None,
-    outcome: str,
-    detail: str,
-) -> Check:
+class _Figures(NamedTuple):
+    """What a check shows: the metric on both sides, and the ratio (or error rate) with its interval."""
+
+    baseline: float | None
+    current: float | None
+    ratio: float | None = None  # current / baseline (None for error_rate's absolute rule)
+    low: float | None = None
+    high: float | None = None
+
+
+def _check(points: list[PointResult], rule: Rule, figures: _Figures, outcome: str, detail: str) -> Check:
     """A check on the load point of ``points`` (the baseline's first); a test double on either side shows."""
     point = points[0]
-    doubles = [target_title(p) for p in points if is_test_double(p["source"])]
-    return Check(
-        point["model"],
-        point["target"],
-        doubles[0] if doubles else target_title(point),
-        point["label"],
-        point["phase"],
-        rule,
-        baseline,
-        current,
-        ratio,
-        low,
-        high,
-        outcome,
-        detail,
-    )
+    doubles = [target_title(p) for p in points if is_test_double(p.source)]
+    title = doubles[0] if doubles else target_title(point)
+    return Check(point.model, point.target, title, point.label, point.phase, rule, *figures, outcome, detail)
 
 
-def _value(point: dict, metric: str) -> float | None:
+def _value(point: PointResult, metric: str) -> float | None:
     """The metric's point estimate in a point's summary (µs for latency)."""
-    summary = point.get("summary") or {}
+    if point.summary is None:
+        return None
     if metric in LATENCY:
-        return (summary.get("latency_us") or {}).get(metric, {}).get("value")
-    return (summary.get(STATISTIC[metric]) or {}).get("value")
+        return point.summary.latency(metric).value
+    return getattr(point.summary, STATISTIC[metric]).value
 
 
 # --- output ------------------------------------------------------------------------------------------

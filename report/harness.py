@@ -49,11 +49,11 @@ def harness_view(run: Run) -> HarnessView | None:
     )
     rows = []
     for point in run.points:
-        if point["baseline"] or point["phase"] != "sweep" or point["load"].get("concurrency") != 1:
+        if point.baseline or point.phase != "sweep" or point.load.get("concurrency") != 1:
             continue
-        p50 = point["summary"]["latency_us"]["p50"]["value"]
+        p50 = point.summary.latency("p50").value
         share = f"{floor / p50:.0%}" if finite(floor) and finite(p50) and p50 else "missing"
-        rows.append(HarnessRow(point["model"], target_title(point), ms(p50), share))
+        rows.append(HarnessRow(point.model, target_title(point), ms(p50), share))
     return HarnessView(summary, rows)
 
 

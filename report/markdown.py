@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from serveoff.report import harness, runtimes
+from serveoff.report import harness, readiness, runtimes
 from serveoff.report.format import percent, with_interval
 from serveoff.report.runs import target_title
 
@@ -28,6 +28,7 @@ def render(report: Report) -> str:
     out += _figures(report)
     out += runtimes.markdown(report.runtimes)
     out += harness.markdown(report.harness)
+    out += readiness.markdown_lines(report.readiness) if report.readiness else []
     out += ["### Claims", "", "| verdict | claim | why |", "| --- | --- | --- |"]
     out += [f"| {v.status} | {_cell(v.claim.claim)} | {_cell(v.reason)} |" for v in report.claims]
     out.append("")
@@ -59,8 +60,8 @@ def _figures(report: Report) -> list[str]:
            "| model | target | load | requests/s | p50 | p99 | errors |",
            "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for p in report.run.points:
-        s, latency = p["summary"], p["summary"]["latency_us"]
-        cells = [p["model"], _cell(target_title(p)), p["label"], with_interval(s["throughput_rps"])]
-        cells += [with_interval(latency["p50"], "ms"), with_interval(latency["p99"], "ms")]
-        out.append("| " + " | ".join([*cells, percent(s["error_rate"]["value"])]) + " |")
+        s = p.summary
+        cells = [p.model, _cell(target_title(p)), p.label, with_interval(s.throughput_rps)]
+        cells += [with_interval(s.latency("p50"), "ms"), with_interval(s.latency("p99"), "ms")]
+        out.append("| " + " | ".join([*cells, percent(s.error_rate.value)]) + " |")
     return [*out, ""]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import plotly.graph_objects as go
 
 from serveoff.loadtest.histograms import decode
+from serveoff.loadtest.results import Estimate, PointResult
 from serveoff.report.format import finite
 from serveoff.report.runs import Run, target_title
 
@@ -33,13 +34,15 @@ def _layout(
     return fig
 
 
-def _series(run: Run, model: str, keep: Callable[[dict], bool]) -> dict[str, list[dict]]:
+def _series(
+    run: Run, model: str, keep: Callable[[PointResult], bool]
+) -> dict[str, list[PointResult]]:
     """The model's points that ``keep`` accepts, by target, in order of offered load."""
-    by_target: dict[str, list[dict]] = {}
+    by_target: dict[str, list[PointResult]] = {}
     for point in run.points:
-        if point["model"] == model and keep(point):
-            by_target.setdefault(point["target"], []).append(point)
-    return {t: sorted(ps, key=lambda p: p["offered"]) for t, ps in by_target.items()}
+        if point.model == model and keep(point):
+            by_target.setdefault(point.target, []).append(point)
+    return {t: sorted(ps, key=lambda p: p.offered) for t, ps in by_target.items()}
 
 
 def _scaled(value: float | None, scale: float = 1.0) -> float | None:
@@ -47,30 +50,30 @@ def _scaled(value: float | None, scale: float = 1.0) -> float | None:
     return value * scale if finite(value) else None
 
 
-def _error_bars(values: list[dict], scale: float = 1.0) -> dict:
+def _error_bars(values: list[Estimate], scale: float = 1.0) -> dict:
     def bar(top: float | None, bottom: float | None) -> float:
         return (top - bottom) * scale if finite(top) and finite(bottom) else 0
 
     return {
         "type": "data",
         "symmetric": False,
-        "array": [bar(v["high"], v["value"]) for v in values],
-        "arrayminus": [bar(v["value"], v["low"]) for v in values],
+        "array": [bar(v.high, v.value) for v in values],
+        "arrayminus": [bar(v.value, v.low) for v in values],
     }
 
 
 def throughput_vs_concurrency(run: Run, model: str) -> go.Figure | None:
     """Closed loop: successful requests/s against concurrent users, with 95% intervals."""
-    series = _series(run, model, lambda p: p["load"]["loop"] == "closed")
+    series = _series(run, model, lambda p: p.loop == "closed")
     if not series:
         return None
     fig = go.Figure()
     for points in series.values():
-        values = [p["summary"]["throughput_rps"] for p in points]
+        values = [p.summary.throughput_rps for p in points]
         fig.add_trace(
             go.Scatter(
-                x=[p["offered"] for p in points],
-                y=[_scaled(v["value"]) for v in values],
+                x=[p.offered for p in points],
+                y=[_scaled(v.value) for v in values],
                 error_y=_error_bars(values),
                 mode="lines+markers",
                 name=target_title(points[0]),
@@ -84,16 +87,16 @@ def latency_vs_load(run: Run, model: str) -> go.Figure | None:
     series = _series(run, model, lambda p: True)
     if not series:
         return None
-    loops = {p["load"]["loop"] for points in series.values() for p in points}
+    loops = {p.loop for points in series.values() for p in points}
     x_title = "concurrent users" if loops == {"closed"} else "offered load (users, or requests/s when open)"
     fig = go.Figure()
     for target, points in series.items():
         for name in LATENCIES:
-            values = [p["summary"]["latency_us"][name] for p in points]
+            values = [p.summary.latency(name) for p in points]
             fig.add_trace(
                 go.Scatter(
-                    x=[p["offered"] for p in points],
-                    y=[_scaled(v["value"], 1 / 1000) for v in values],
+                    x=[p.offered for p in points],
+                    y=[_scaled(v.value, 1 / 1000) for v in values],
                     error_y=_error_bars(values, 1 / 1000),
                     mode="lines+markers",
                     line={"dash": DASH[name]},
@@ -106,21 +109,21 @@ def latency_vs_load(run: Run, model: str) -> go.Figure | None:
 
 def latency_cdf(run: Run, model: str) -> go.Figure | None:
     """The full latency distribution of each target at the heaviest load every target reached."""
-    series = _series(run, model, lambda p: p["phase"] == "sweep")
+    series = _series(run, model, lambda p: p.phase == "sweep")
     if not series:
         return None
-    common = set.intersection(*({p["label"] for p in points} for points in series.values()))
+    common = set.intersection(*({p.label for p in points} for points in series.values()))
     heaviest = max(
-        (p for points in series.values() for p in points if p["label"] in common),
-        key=lambda p: p["offered"],
+        (p for points in series.values() for p in points if p.label in common),
+        key=lambda p: p.offered,
         default=None,
     )
     if heaviest is None:
         return None
     fig = go.Figure()
     for points in series.values():
-        point = next(p for p in points if p["label"] == heaviest["label"])
-        histogram = decode(point["histogram"])
+        point = next(p for p in points if p.label == heaviest.label)
+        histogram = decode(point.histogram or "")
         total = histogram.get_total_count()
         if not total:
             continue
@@ -130,14 +133,14 @@ def latency_cdf(run: Run, model: str) -> go.Figure | None:
             xs.append(item.value_iterated_to / 1000)
             ys.append(seen / total)
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"shape": "hv"}, name=target_title(point)))
-    title = f"{model}: latency CDF at {heaviest['label']}"
+    title = f"{model}: latency CDF at {heaviest.label}"
     return _layout(fig, title, "latency (ms)", "share of requests answered within", log_x=True)
 
 
 def serving_tax(run: Run, model: str) -> go.Figure | None:
     """What each server adds to its framework's in-process latency at the same load (p50 and p99)."""
     taxes = [t for t in run.doc.get("serving_tax", []) if t["model"] == model]
-    points = {(p["target"], p["label"]): p for p in run.points if p["model"] == model}
+    points = {(p.target, p.label): p for p in run.points if p.model == model}
     if not taxes:
         return None
     fig = go.Figure()
@@ -160,15 +163,15 @@ def serving_tax(run: Run, model: str) -> go.Figure | None:
 
 
 def _bars(
-    run: Run, model: str, title: str, y_title: str, value: Callable[[dict], dict | None]
+    run: Run, model: str, title: str, y_title: str, value: Callable[[PointResult], Estimate | None]
 ) -> go.Figure | None:
     fig = go.Figure()
     for points in _series(run, model, lambda p: value(p) is not None).values():
         values = [value(p) for p in points]
         fig.add_trace(
             go.Bar(
-                x=[p["label"] for p in points],
-                y=[_scaled(v["value"]) for v in values],
+                x=[p.label for p in points],
+                y=[_scaled(v.value) for v in values],
                 error_y=_error_bars(values),
                 name=target_title(points[0]),
             )
@@ -183,16 +186,15 @@ def cpu_cost(run: Run, model: str) -> go.Figure | None:
     """Server CPU-seconds per 1,000 inferences (in-process baselines have none: they share the generator)."""
     return _bars(
         run, model, "CPU cost", "server CPU-seconds per 1,000 inferences",
-        lambda p: p["summary"].get("cpu_s_per_1000"),
+        lambda p: p.summary.cpu_s_per_1000,
     )  # fmt: skip
 
 
 def memory(run: Run, model: str) -> go.Figure | None:
     """Peak resident memory of each server's processes during each point."""
 
-    def peak(point: dict) -> dict | None:
-        rss = point.get("peak_rss_mib")
-        return None if rss is None else {"value": rss, "low": None, "high": None}
+    def peak(point: PointResult) -> Estimate | None:
+        return None if point.peak_rss_mib is None else Estimate(point.peak_rss_mib)
 
     return _bars(run, model, "peak memory", "peak RSS of the server's processes (MiB)", peak)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -10,8 +9,7 @@ from typing import Any, NoReturn
 
 from serveoff.errors import ServeoffError
 from serveoff.loadtest.histograms import PERCENTILES, decode
-from serveoff.loadtest.results import RESULTS_FILE, read_results
-from serveoff.loadtest.stats import Window
+from serveoff.loadtest.results import RESULTS_FILE, PointResult, read_results
 from serveoff.serving.base import is_test_double
 from serveoff.serving.runtimes import SYSTEM_TITLES
 from serveoff.serving.targets import SERVERS, server_class
@@ -36,40 +34,41 @@ class Run:
         return self.doc["manifest"]
 
     @cached_property
-    def points(self) -> list[dict]:
+    def all_points(self) -> list[PointResult]:
+        """Every point the results list, answered or not."""
+        return [PointResult.from_json(p) for p in self.doc["points"]]
+
+    @cached_property
+    def points(self) -> list[PointResult]:
         """The points with answered requests (a point that failed before any answer has no figures)."""
-        return [p for p in self.doc["points"] if answered(p)]
+        return [p for p in self.all_points if p.answered]
 
     @property
-    def unanswered(self) -> list[dict]:
+    def unanswered(self) -> list[PointResult]:
         """The points the results list without figures: nothing was answered, or the point was cut short."""
-        return [p for p in self.doc["points"] if not answered(p)]
+        return [p for p in self.all_points if not p.answered]
 
     @property
     def models(self) -> list[str]:
-        return list(dict.fromkeys(p["model"] for p in self.points))
+        return list(dict.fromkeys(p.model for p in self.points))
 
     @property
     def targets(self) -> list[str]:
         """Targets in the plan's order, then any other measured one."""
         planned = self.manifest.get("plan", {}).get("targets", [])
-        return list(dict.fromkeys([*planned, *(p["target"] for p in self.points)]))
-
-    def windows(self, point: dict) -> list[Window]:
-        """The point's measurement windows, histograms decoded."""
-        return [Window.from_json(w) for w in point["windows"]]
+        return list(dict.fromkeys([*planned, *(p.target for p in self.points)]))
 
     def test_doubles(self) -> set[str]:
         """Systems whose figures in this run came from one of serveoff's test doubles."""
-        return {p["system"] for p in self.points if is_test_double(p["source"])}
+        return {p.system for p in self.points if is_test_double(p.source)}
 
     def genuine(self, system: str) -> bool:
         """Whether this run measured ``system`` itself (not a test double of it)."""
-        return system not in self.test_doubles() and any(p["system"] == system for p in self.points)
+        return system not in self.test_doubles() and any(p.system == system for p in self.points)
 
     def source_of(self, system: str) -> str | None:
         """The ``source`` its points name, e.g. ``torchserve 0.12.0``."""
-        return next((p["source"] for p in self.points if p["system"] == system), None)
+        return next((p.source for p in self.points if p.system == system), None)
 
 
 def load_run(path: Path) -> Run:
@@ -81,12 +80,6 @@ def load_run(path: Path) -> Run:
     doc = read_results(path)
     _Check(path / RESULTS_FILE if path.is_dir() else path).document(doc)
     return Run(path if path.is_dir() else path.parent, doc)
-
-
-def answered(point: dict) -> bool:
-    """Whether a point has figures: a summary of at least one answered request."""
-    summary = point.get("summary")
-    return bool(summary and summary.get("requests"))
 
 
 STATUSES = ("running", "complete", "partial")
@@ -244,9 +237,9 @@ def _kind_of(value: Any) -> str:
     return f"{names.get(type(value), type(value).__name__)} ({shown})"
 
 
-def point_key(point: dict) -> tuple[str, str, str, str]:
+def point_key(point: PointResult) -> tuple[str, str, str, str]:
     """What identifies a point across runs: model, target, phase and load."""
-    return point["model"], point["target"], point["phase"], json.dumps(point["load"], sort_keys=True)
+    return point.model, point.target, point.phase, point.load_key
 
 
 def system_title(system: str) -> str:
@@ -256,13 +249,13 @@ def system_title(system: str) -> str:
     return BASELINE_TITLES.get(system, system)
 
 
-def target_title(point: dict) -> str:
+def target_title(point: PointResult) -> str:
     """How reports name a point's target, e.g. ``TorchServe REST``.
 
     A test double's figures are never given the real server's name: they read ``test double of
     tfserving:rest``.
     """
-    if is_test_double(point["source"]):
-        return f"test double of {point['target']}"
-    protocol = PROTOCOL_TITLES.get(point["protocol"], point["protocol"])
-    return f"{system_title(point['system'])} {protocol}".strip()
+    if is_test_double(point.source):
+        return f"test double of {point.target}"
+    protocol = PROTOCOL_TITLES.get(point.protocol, point.protocol)
+    return f"{system_title(point.system)} {protocol}".strip()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from serveoff.loadtest.results import PointResult
 from serveoff.report.format import finite, ms, significant, with_interval
 from serveoff.report.runs import Run, target_title
 from serveoff.report.verdicts import left_out
@@ -39,27 +40,29 @@ def runtime_rows(run: Run, error_limit: float) -> list[RuntimeRow]:
     rows = []
     for model in run.models:
         for target in run.targets:
-            points = [p for p in run.points if p["model"] == model and p["target"] == target]
-            if points and points[0]["baseline"]:
+            points = [p for p in run.points if p.model == model and p.target == target]
+            if points and points[0].baseline:
                 rows.append(_row(model, target, points, startups.get((model, target)), error_limit))
     return rows
 
 
-def _row(model: str, target: str, points: list[dict], startup: dict | None, error_limit: float) -> RuntimeRow:
+def _row(
+    model: str, target: str, points: list[PointResult], startup: dict | None, error_limit: float
+) -> RuntimeRow:
     usable = [p for p in points if left_out(p, error_limit) is None] or points
-    best = max(usable, key=lambda p: p["summary"]["throughput_rps"]["value"] or 0.0)
-    light = min(usable, key=lambda p: p["offered"] or 0.0)
-    latency = light["summary"]["latency_us"]
-    cpu = best["summary"].get("cpu_s_per_1000")
+    best = max(usable, key=lambda p: p.summary.throughput_rps.value or 0.0)
+    light = min(usable, key=lambda p: p.offered or 0.0)
+    latency = light.summary
+    cpu = best.summary.cpu_s_per_1000
     start = startup or {}
     return RuntimeRow(
         model=model,
         target=target,
         title=target_title(points[0]),
-        throughput=f"{with_interval(best['summary']['throughput_rps'])} ({best['label']})",
-        p50=f"{with_interval(latency['p50'], 'ms')} ({light['label']})",
-        p99=with_interval(latency["p99"], "ms"),
-        cpu=with_interval(cpu) if isinstance(cpu, dict) and finite(cpu.get("value")) else SHARED,
+        throughput=f"{with_interval(best.summary.throughput_rps)} ({best.label})",
+        p50=f"{with_interval(latency.latency('p50'), 'ms')} ({light.label})",
+        p99=with_interval(latency.latency("p99"), "ms"),
+        cpu=with_interval(cpu) if cpu is not None and finite(cpu.value) else SHARED,
         load=_seconds(start.get("load_s")) if startup else NOT_RECORDED,
         first_call=ms(start["first_call_ms"] * 1000) if finite(start.get("first_call_ms")) else NOT_RECORDED,
         compile=_seconds(start.get("compile_s")) if startup and start.get("compile_s") is not None else "-",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from itertools import combinations
 
+from serveoff.loadtest.results import Estimate, PointResult
 from serveoff.report.format import finite, ms, percent, significant, with_interval
 from serveoff.report.runs import Run, system_title, target_title
 from serveoff.serving.targets import SERVERS, server_class
@@ -11,23 +12,23 @@ from serveoff.serving.targets import SERVERS, server_class
 SUMMARY_FIGURES = ("throughput_rps", "inferences_per_s", "error_rate", "cpu_s_per_1000")
 
 
-def _throughput(point: dict) -> float:
-    return point["summary"]["throughput_rps"]["value"]
+def _throughput(point: PointResult) -> float:
+    return point.summary.throughput_rps.value
 
 
-def left_out(point: dict, error_limit: float) -> str | None:
+def left_out(point: PointResult, error_limit: float) -> str | None:
     """Why a point cannot stand for its target's capacity or latency, or None when it can.
 
     A point that broke the error-rate rule measured a failing server; one flagged overloaded measured a
     queue; one without a finite throughput measured nothing usable.
     """
-    rate = point["summary"]["error_rate"]["value"]
+    rate = point.summary.error_rate.value
     if not finite(rate):
         return "its error rate is missing"
     if rate > error_limit:
         return f"{percent(rate)} of requests failed, above the {percent(error_limit)} limit"
-    if point.get("overloaded"):
-        return f"overloaded: {point.get('overload') or 'the offered load was not served'}"
+    if point.flags.overloaded:
+        return f"overloaded: {point.flags.overload or 'the offered load was not served'}"
     if not finite(_throughput(point)):
         return "its throughput is missing"
     return None
@@ -38,10 +39,10 @@ def model_verdict(run: Run, model: str, error_limit: float) -> list[str]:
 
     Points that ``left_out`` rejects are not quoted as capacity or latency; the line says which they are.
     """
-    points = [p for p in run.points if p["model"] == model]
+    points = [p for p in run.points if p.model == model]
     lines = []
     for target in run.targets:
-        ours = [p for p in points if p["target"] == target]
+        ours = [p for p in points if p.target == target]
         if ours:
             lines.append(_capacity(ours, error_limit))
     lines += _server_against_server(run, points)
@@ -55,25 +56,25 @@ def model_verdict(run: Run, model: str, error_limit: float) -> list[str]:
     return lines
 
 
-def _capacity(points: list[dict], error_limit: float) -> str:
+def _capacity(points: list[PointResult], error_limit: float) -> str:
     """One target's capacity and low-load latency from its usable points, naming the ones left out."""
     usable = [p for p in points if left_out(p, error_limit) is None]
-    skipped = "; ".join(f"{p['label']}: {left_out(p, error_limit)}" for p in points if p not in usable)
+    skipped = "; ".join(f"{p.label}: {left_out(p, error_limit)}" for p in points if p not in usable)
     title = target_title(points[0])
     if not usable:
         return f"{title}: no capacity or latency figure, as every point is left out ({skipped})."
     best = max(usable, key=_throughput)
-    light = min(usable, key=lambda p: p["offered"])
-    latency = light["summary"]["latency_us"]
+    light = min(usable, key=lambda p: p.offered)
+    latency = light.summary
     line = (
-        f"{title}: up to {with_interval(best['summary']['throughput_rps'])} requests/s "
-        f"({best['label']}); at {light['label']} p50 {ms(latency['p50']['value'])}, "
-        f"p99 {ms(latency['p99']['value'])}."
+        f"{title}: up to {with_interval(best.summary.throughput_rps)} requests/s "
+        f"({best.label}); at {light.label} p50 {ms(latency.latency('p50').value)}, "
+        f"p99 {ms(latency.latency('p99').value)}."
     )
     return line + (f" Left out of these figures: {skipped}." if skipped else "")
 
 
-def _server_against_server(run: Run, points: list[dict]) -> list[str]:
+def _server_against_server(run: Run, points: list[PointResult]) -> list[str]:
     """Per pair of genuinely measured servers and protocol: who is ahead where the CIs do not overlap."""
     servers = [s for s in SERVERS if run.genuine(s)]
     lines = []
@@ -84,10 +85,10 @@ def _server_against_server(run: Run, points: list[dict]) -> list[str]:
                 continue
             faster = {a: 0, b: 0}
             for pa, pb in pairs:
-                la, lb = pa["summary"]["latency_us"]["p50"], pb["summary"]["latency_us"]["p50"]
-                if la["high"] < lb["low"]:
+                la, lb = pa.summary.latency("p50"), pb.summary.latency("p50")
+                if la.high < lb.low:
                     faster[a] += 1
-                elif lb["high"] < la["low"]:
+                elif lb.high < la.low:
                     faster[b] += 1
             lines.append(
                 f"{protocol.upper() if protocol == 'rest' else 'gRPC'}: lower p50 for {system_title(a)} at "
@@ -97,11 +98,11 @@ def _server_against_server(run: Run, points: list[dict]) -> list[str]:
     return lines
 
 
-def _pairs(points: list[dict], a: str, b: str, protocol: str) -> list[tuple[dict, dict]]:
+def _pairs(
+    points: list[PointResult], a: str, b: str, protocol: str
+) -> list[tuple[PointResult, PointResult]]:
     def index(system: str) -> dict:
-        return {
-            (p["phase"], p["label"]): p for p in points if p["system"] == system and p["protocol"] == protocol
-        }
+        return {(p.phase, p.label): p for p in points if p.system == system and p.protocol == protocol}
 
     ours, theirs = index(a), index(b)
     return [(ours[k], theirs[k]) for k in ours if k in theirs]
@@ -109,7 +110,7 @@ def _pairs(points: list[dict], a: str, b: str, protocol: str) -> list[tuple[dict
 
 def _tax_at_lightest_load(run: Run, model: str) -> list[str]:
     taxes = [t for t in run.doc.get("serving_tax", []) if t["model"] == model]
-    titles = {p["target"]: target_title(p) for p in run.points}
+    titles = {p.target: target_title(p) for p in run.points}
     lines = []
     for target in dict.fromkeys(t["target"] for t in taxes):
         tax = min(
@@ -185,27 +186,25 @@ def notes(run: Run, error_limit: float) -> list[str]:
             f"This run is {run.doc.get('status')}: {run.doc.get('error') or 'it did not finish'}. "
             "The figures cover the points measured before it stopped."
         )
-    for system in dict.fromkeys(p["system"] for p in run.points):
+    for system in dict.fromkeys(p.system for p in run.points):
         if system in SERVERS and (status := server_class(system).status):
             out.append(status)
-    bound = [p for p in run.points if p.get("client_bound")]
+    bound = [p for p in run.points if p.flags.client_bound]
     if bound:
         out.append(
             f"{len(bound)} point(s) were client-bound (a load generator's event loop was at least 90% "
             "busy), so their latencies include generator delay: " + _where(bound) + ". Re-run them with "
             "--workers."
         )
-    unstable = [p for p in run.points if not p.get("stable")]
+    unstable = [p for p in run.points if not p.flags.stable]
     if unstable:
         out.append(
             f"{len(unstable)} point(s) did not settle (3 windows within the tolerance) before the window "
             "cap; their intervals are wider: " + _where(unstable) + "."
         )
-    failing = [p for p in run.points if p["summary"]["error_rate"]["value"]]
+    failing = [p for p in run.points if p.summary.error_rate.value]
     if failing:
-        shares = [
-            f"{target_title(p)} {p['label']} {percent(p['summary']['error_rate']['value'])}" for p in failing
-        ]
+        shares = [f"{target_title(p)} {p.label} {percent(p.summary.error_rate.value)}" for p in failing]
         out.append("Requests failed at: " + "; ".join(shares) + ".")
     return out + _left_out_notes(run, error_limit)
 
@@ -231,34 +230,31 @@ def _left_out_notes(run: Run, error_limit: float) -> list[str]:
     return out
 
 
-def _name(point: dict) -> str:
+def _name(point: PointResult) -> str:
     """``digits-mlp TorchServe REST c=8``."""
-    return f"{point['model']} {target_title(point)} {point['label']}"
+    return f"{point.model} {target_title(point)} {point.label}"
 
 
-def _unanswered(point: dict) -> str:
+def _unanswered(point: PointResult) -> str:
     """``digits-mlp TorchServe REST c=8 (nothing was answered: ...)``."""
-    return f"{_name(point)} ({point.get('error') or 'no request was answered'})"
+    return f"{_name(point)} ({point.error or 'no request was answered'})"
 
 
-def _missing_figures(point: dict) -> list[str]:
+def _missing_figures(point: PointResult) -> list[str]:
     """The names of a point's summary figures that are missing (a figure the point never had, such as an
     in-process baseline's CPU cost, is not listed)."""
-    summary = point["summary"]
-    stats = {name: summary.get(name) for name in SUMMARY_FIGURES} | summary["latency_us"]
-    return [
-        name.replace("_rps", "") for name, stat in stats.items() if isinstance(stat, dict) and _missing(stat)
-    ]
+    summary = point.summary
+    stats = {name: getattr(summary, name) for name in SUMMARY_FIGURES} | summary.latency_us
+    return [name.replace("_rps", "") for name, stat in stats.items() if stat is not None and _missing(stat)]
 
 
-def _missing(stat: dict) -> bool:
+def _missing(stat: Estimate) -> bool:
     """Whether a figure's value is null or not a finite number, or a bound of its interval is not finite."""
-    bounds = (stat.get("low"), stat.get("high"))
-    return not finite(stat.get("value")) or any(b is not None and not finite(b) for b in bounds)
+    return not finite(stat.value) or any(b is not None and not finite(b) for b in (stat.low, stat.high))
 
 
-def _where(points: list[dict]) -> str:
-    shown = [f"{p['model']} {target_title(p)} {p['label']}" for p in points[:6]]
+def _where(points: list[PointResult]) -> str:
+    shown = [f"{p.model} {target_title(p)} {p.label}" for p in points[:6]]
     more = f" and {len(points) - 6} more" if len(points) > 6 else ""
     return ", ".join(shown) + more
 
@@ -266,7 +262,7 @@ def _where(points: list[dict]) -> str:
 def searches(run: Run) -> list[str]:
     """The max-rate search's findings, one line per model and target."""
     lines = []
-    titles = {p["target"]: target_title(p) for p in run.points}
+    titles = {p.target: target_title(p) for p in run.points}
     for search in run.doc.get("searches", []):
         rate = search.get("max_rate")
         found = f"{significant(rate)} requests/s" if rate else "no probed rate"

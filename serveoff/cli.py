@@ -13,6 +13,7 @@ import typer
 from serveoff import app as work
 from serveoff.app import console
 from serveoff.errors import ServeoffError
+from serveoff.loadtest.probes.options import ProbeOptions
 from serveoff.options import (
     DEFAULT_ARTIFACTS,
     DEFAULT_MEMORY,
@@ -178,6 +179,26 @@ def run(
 
 
 @app.command()
+@grouped
+def probe(
+    *,
+    model: ServeModelOpt = None,
+    server: ServerOpt = None,
+    artifacts: BuildArtifactsOpt = DEFAULT_ARTIFACTS,
+    setting: ServerOptions,
+    output: OutputOptions,
+    durations: ProbeOptions,
+) -> None:
+    """Production readiness, measured: cold start, overload, bad input, process failure, model update under
+    load and soak, against each server launched fresh (natively) per model; writes probes.json."""
+    settings = durations.settings()
+    models = work.served_models(model, artifacts)
+    config = work.fair_setting(setting)
+    servers = work.checked_servers(server, config)
+    work.probe_servers(servers, models, config, settings, artifacts, output, durations.beside)
+
+
+@app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `serveoff bench` or `run`.")],
     baseline: Annotated[
@@ -218,7 +239,8 @@ def gate(
     raise typer.Exit(0 if work.judge(run_dirs, baseline, rules, junit) else 1)
 
 
-LOAD_COMMANDS = ("bench", "run")  # they run locust, which needs gevent's monkey-patching before any import
+# they run locust, which needs gevent's monkey-patching before any import
+LOAD_COMMANDS = ("bench", "run", "probe")
 
 
 def main() -> None:

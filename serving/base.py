@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 import numpy as np
 import psutil
@@ -17,7 +17,6 @@ from serveoff.serving.process import ServerError
 from serveoff.serving.resources import ServerConfig
 
 PROTOCOLS = ("rest", "grpc")
-DEFAULT_TIMEOUT_S = 10.0
 # What serveoff's test doubles put in the version they report, so no figure of theirs passes for the real
 # server's (the TF Serving double reports 0.0.0-serveoff-test-<kind>).
 TEST_DOUBLE_MARK = "serveoff-test-"
@@ -32,32 +31,6 @@ def check_protocol(protocol: str, protocols: tuple[str, ...] = PROTOCOLS) -> Non
     """One clear line for a protocol the server (speaking ``protocols``) does not speak."""
     if protocol not in protocols:
         raise ServeoffError(f"unknown protocol {protocol!r}; choose one of: {', '.join(protocols)}")
-
-
-class Diagnose(Protocol):
-    """A server's verdict on a failed client call (``lost``: the connection itself failed).
-
-    The returned error carries the server's log tail when the server died, and says so when it hung.
-    """
-
-    def __call__(self, problem: str, lost: bool = False) -> ServerError: ...
-
-
-class Client(ABC):
-    """Sends one wire-format batch to one model and returns its outputs; every call has a timeout."""
-
-    @abstractmethod
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """The model's outputs for ``batch``; raises ``ServeoffError`` on a server error or timeout."""
-
-    def close(self) -> None:  # noqa: B027 - most clients hold nothing to release
-        """Release connections."""
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 @dataclass(frozen=True)
@@ -165,14 +138,6 @@ class Server(ABC):
     def stop(self) -> None:
         """Stop every process of the server."""
 
-    @abstractmethod
-    def healthy(self) -> bool:
-        """Whether the server answers its health check now."""
-
-    @abstractmethod
-    def client(self, model: str, protocol: str, timeout: float = DEFAULT_TIMEOUT_S) -> Client:
-        """A client for ``model`` over ``protocol`` (one of ``protocols``)."""
-
     @classmethod
     @abstractmethod
     def wire_request(
@@ -185,9 +150,14 @@ class Server(ABC):
     def decode_reply(cls, layout: ArtifactLayout, protocol: str, body: bytes) -> np.ndarray:
         """The model outputs in a successful reply to ``wire_request``."""
 
-    @abstractmethod
     def metrics(self) -> dict[str, float]:
-        """The server's own Prometheus metrics, as ``name{labels}`` -> value."""
+        """The server's own Prometheus metrics, as ``name{labels}`` -> value; a failed scrape is diagnosed."""
+        from serveoff.serving.metrics import scrape  # requests imports ssl: not before locust patches it
+
+        try:
+            return scrape(self.endpoints.metrics)
+        except ServeoffError as err:
+            raise self.diagnose(str(err), True) from None
 
     @abstractmethod
     def processes(self) -> list[psutil.Process]:
@@ -195,11 +165,12 @@ class Server(ABC):
 
     @abstractmethod
     def diagnose(self, problem: str, lost: bool = False) -> ServerError:
-        """The error for a failed client call; see ``Diagnose``."""
+        """The error for a failed request (``lost``: the connection itself failed): it carries the server's
+        log tail when the server died, and says so when it still runs."""
 
-    @abstractmethod
     def pids(self) -> list[int]:
-        """PIDs to record so that ``serveoff down`` can stop exactly this server."""
+        """PIDs to record so that ``serveoff down`` can stop exactly this server (default: its processes')."""
+        return [proc.pid for proc in self.processes()]
 
     @abstractmethod
     def versions(self) -> dict[str, str]:

@@ -31,7 +31,7 @@ from docker.errors import DockerException, ImageNotFound, NotFound
 from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout
 from serveoff.serving.base import Server
-from serveoff.serving.process import ServerError, ensure_port_free
+from serveoff.serving.process import ServerError, Watched, await_ready, ensure_port_free
 from serveoff.serving.resources import ServerConfig
 
 LABEL = "serveoff.server"  # on every container serveoff starts: which server it runs
@@ -279,7 +279,8 @@ class ContainerServer(Server):
         )
         try:
             self._start_container()
-            self._wait_until_ready(timeout)
+            watched = Watched(f"the {self.title} container", self._exit_reason, lambda _: self._log_tail())
+            await_ready(self.answering, watched, timeout)
         except BaseException:
             self.stop()
             raise
@@ -290,9 +291,6 @@ class ContainerServer(Server):
             return
         remove_container(self.container, self.workdir / f"{self.name}.container.log")
         self.container = None
-
-    def healthy(self) -> bool:
-        return self._exit_reason() is None and self.answering()
 
     def processes(self) -> list[psutil.Process]:
         return []  # the engine's processes, possibly on another machine: measured by usage()
@@ -323,20 +321,6 @@ class ContainerServer(Server):
         for path in [m.root.resolve() for m in self.models] + [p.resolve() for p in self.mounts]:
             volumes[str(path)] = {"bind": str(path), "mode": "ro"}
         return volumes
-
-    def _wait_until_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            gone = self._exit_reason()
-            if gone:
-                raise ServerError(f"the {self.title} container {gone} while starting:\n{self._log_tail()}")
-            if self.answering():
-                return
-            if time.monotonic() > deadline:
-                raise ServerError(
-                    f"the {self.title} container was not ready after {timeout:.0f} s:\n{self._log_tail()}"
-                )
-            time.sleep(0.25)
 
     def _exit_reason(self) -> str | None:
         if self.container is None:

@@ -24,12 +24,11 @@ import numpy as np
 
 from serveoff.models.artifacts import ArtifactLayout
 from serveoff.serving import runtimes
-from serveoff.serving.base import Client
 from serveoff.serving.resources import ServerConfig
 
 
-class InProcessClient(Client):
-    """A ``Client`` that calls an in-process runner instead of a server, on ``cpus`` (``None``: anywhere)."""
+class InProcessClient:
+    """Calls an in-process runner, as a server would be called, on ``cpus`` (``None``: anywhere)."""
 
     def __init__(self, load: Callable[[], runtimes.Runner], cpus: tuple[int, ...] | None = None) -> None:
         self.cpus = cpus

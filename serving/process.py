@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -17,6 +18,7 @@ import psutil
 from serveoff.errors import ServeoffError
 
 PR_SET_PDEATHSIG = 1  # prctl option: the signal a child gets when its parent dies
+EXIT_GRACE_S = 1.0  # how long a server whose connection dropped may take to be seen dead
 
 
 class ServerError(ServeoffError):
@@ -146,37 +148,76 @@ def _signal(proc: psutil.Process, sig: int) -> None:
         proc.send_signal(sig)
 
 
+@dataclass(frozen=True)
+class Watched:
+    """What a readiness loop watches while a server starts, natively or in a container."""
+
+    what: str  # how messages name it: "TorchServe", "the TorchServe container"
+    gone: Callable[[], str | None]  # why it no longer runs ("exited with code 1"); None while it runs
+    tail: Callable[[int], str]  # the last lines of its output
+    where: str = ""  # where its whole output is, for the messages: "; log PATH"
+
+
+def await_ready(
+    ready: Callable[[], bool],
+    watched: Watched,
+    timeout: float,
+    fatal: Callable[[str], str | None] | None = None,
+) -> None:
+    """Poll ``ready()`` until it holds; fail fast with the output's tail when the server dies or fails.
+
+    ``fatal`` looks at the last 200 lines and returns a reason when start-up can no longer succeed (a worker
+    that died while loading its model, say), so a broken server is reported in seconds, not at the timeout.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        gone = watched.gone()
+        if gone:
+            raise ServerError(f"{watched.what} {gone} while starting{watched.where}:\n{watched.tail(20)}")
+        reason = fatal(watched.tail(200)) if fatal else None
+        if reason:
+            raise ServerError(
+                f"{watched.what} failed to start: {reason}{watched.where}:\n{watched.tail(20)}"
+            )
+        if ready():
+            return
+        if time.monotonic() > deadline:
+            raise ServerError(
+                f"{watched.what} was not ready after {timeout:.0f} s{watched.where}:\n{watched.tail(20)}"
+            )
+        time.sleep(0.25)
+
+
 def wait_until_ready(
     ready: Callable[[], bool],
     proc: ManagedProcess,
     *,
     what: str,
     timeout: float,
-    fatal: Callable[[str], str | None] = lambda _: None,
+    fatal: Callable[[str], str | None] | None = None,
 ) -> None:
-    """Poll ``ready()`` until it holds; fail fast with the log tail when the process dies or fails.
+    """``await_ready`` for a native server: ``proc``, the process serveoff started, and its log."""
 
-    ``fatal`` looks at the log tail and returns a reason when start-up can no longer succeed (a worker
-    that died while loading its model, say), so a broken server is reported in seconds, not at the timeout.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
+    def gone() -> str | None:
         code = proc.exit_code()
-        if code is not None:
-            raise ServerError(
-                f"{what} exited with code {code} while starting; log {proc.log_path}:\n{proc.log_tail()}"
-            )
-        tail = proc.log_tail(200)
-        reason = fatal(tail)
-        if reason:
-            raise ServerError(f"{what} failed to start: {reason}; log {proc.log_path}:\n{proc.log_tail()}")
-        if ready():
-            return
-        if time.monotonic() > deadline:
-            raise ServerError(
-                f"{what} was not ready after {timeout:.0f} s; log {proc.log_path}:\n{proc.log_tail()}"
-            )
-        time.sleep(0.25)
+        return None if code is None else f"exited with code {code}"
+
+    await_ready(ready, Watched(what, gone, proc.log_tail, f"; log {proc.log_path}"), timeout, fatal)
+
+
+def diagnosis(proc: ManagedProcess | None, what: str, problem: str, lost: bool = False) -> ServerError:
+    """The error for a failed request to the server ``proc`` runs: whether it died (with its log tail) or
+    still runs. ``lost``: the connection failed, so the server may be dying; it gets a moment to be reaped."""
+    if proc is None:
+        return ServerError(f"{problem}; {what} was not started")
+    code = proc.exit_code()
+    deadline = time.monotonic() + EXIT_GRACE_S
+    while lost and code is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # a killed server's connections drop a moment before it can be reaped
+        code = proc.exit_code()
+    if code is None:
+        return ServerError(f"{problem}; {what} (pid {proc.pid}) is still running; log {proc.log_path}")
+    return ServerError(f"{problem}; {what} exited with code {code}; log {proc.log_path}:\n{proc.log_tail()}")
 
 
 def ensure_port_free(port: int, what: str, host: str = "127.0.0.1") -> None:

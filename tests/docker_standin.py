@@ -24,6 +24,7 @@ from docker.errors import DockerException, ImageNotFound
 ROOT = Path(__file__).resolve().parents[1]
 FAKES = ROOT / "tests" / "fakes"
 STANDIN = "serveoff-test-standin"
+KSERVE_VENV = ROOT / ".venv-kserve"  # made by setup.sh
 
 
 def engine() -> docker.DockerClient:
@@ -106,8 +107,11 @@ def compose_override(image: str, results: Path, bench_command: list[str]) -> str
     mounts = "".join(f"      - {path}:{path}:ro\n" for path in host_mounts())
     service = f"    image: {image}\n    volumes:\n{mounts}"
     bench = f"{service}      - {results}:/work/results\n    command: {json.dumps(bench_command)}\n"
+    # KServe's image has kserve on its PATH's python; here that is this repository's own KServe venv
+    kserve = f"    environment:\n      PATH: {KSERVE_VENV / 'bin'}:/usr/local/bin:/usr/bin:/bin\n"
     return (
         "services:\n"
         + "".join(f"  {name}:\n{service}" for name in ("build", "torchserve", "tfserving"))
+        + "".join(f"  {name}:\n{service}{kserve}" for name in ("kserve", "kserve-onnx"))
         + f"  bench:\n{bench}"
     )

@@ -26,7 +26,7 @@ from serveoff.serving import fleet, runtimes
 from serveoff.serving.container import LABEL, ContainerOptions, ContainerUsage, in_container
 from serveoff.serving.process import ServerError, free_port_base
 from serveoff.serving.resources import server_config
-from serveoff.serving.targets import server_class
+from serveoff.serving.targets import SERVERS, server_class
 from serveoff.serving.tfserving.server import TFServing
 from serveoff.serving.torchserve.server import TorchServe
 
@@ -34,6 +34,7 @@ from .cli_runner import run_cli
 from .commands import QUICK, serveoff
 from .docker_standin import ROOT, compose_override, engine, foreign_image, host_mounts, standin_image
 from .test_compose import docker_compose, resolved
+from .wire import predict
 
 MEMORY = 1 << 30
 
@@ -82,10 +83,9 @@ def test_torchserve_runs_in_a_container_under_the_limits_it_was_given(
 
         usage = ContainerUsage(server.container)
         cpu_before = usage.cpu_seconds()
-        with server.client("digits-mlp", "grpc") as grpc_client:
-            sample = np.load(digits.samples)[:4]
-            for _ in range(200):
-                assert grpc_client.predict(sample).shape == (4, 10)
+        sample = np.load(digits.samples)[:4]
+        for _ in range(200):
+            assert predict(server, "digits-mlp", "grpc", sample).shape == (4, 10)
         assert usage.cpu_seconds() - cpu_before > 0.05
         assert 50 * 2**20 < usage.memory_bytes() < MEMORY
         assert usage.running()
@@ -202,32 +202,33 @@ def test_the_compose_stack_runs_the_comparison_end_to_end(client, image, tmp_pat
         run = results / "compose"
         doc = json.loads((run / "results.json").read_text())
         servers = doc["manifest"]["servers"]
-        for name in ("torchserve", "tfserving"):
+        assert set(servers) == set(SERVERS)
+        for name in SERVERS:
             assert servers[name]["launcher"] == "compose"
             assert servers[name]["memory_limit_bytes"] == 2 << 30
             assert servers[name]["config"]["cpus"] == [1]
             assert servers[name]["cost_from"].startswith("docker stats")
             assert client.containers.get(servers[name]["container"]).attrs["HostConfig"]["CpusetCpus"] == "1"
         engine_arch = client.version()["Arch"]
-        for name in ("torchserve", "tfserving"):
+        for name in SERVERS:
             assert servers[name]["versions"]["architecture"] == engine_arch, name
             assert servers[name]["versions"]["image"].startswith(image), name
             assert client.containers.get(servers[name]["container"]).attrs["HostConfig"]["Init"] is True
         assert servers["torchserve"]["versions"]["torchserve"] == "0.12.0"
         assert "serveoff-test" in servers["tfserving"]["versions"]["TensorFlow ModelServer"]
         measured = {p["target"]: p for p in doc["points"]}
-        assert set(measured) == {"torchserve:rest", "torchserve:grpc", "tfserving:rest", "tfserving:grpc",
-                                 *runtimes.names()}  # fmt: skip  # every in-process runtime too
-        for target in ("torchserve:rest", "tfserving:grpc"):
+        served = {f"{name}:{protocol}" for name in SERVERS for protocol in ("rest", "grpc")}
+        assert set(measured) == served | set(runtimes.names())  # every in-process runtime too
+        for target in ("torchserve:rest", "tfserving:grpc", "kserve:grpc", "kserve-onnx:rest"):
             point = measured[target]
             assert point["summary"]["requests"] > 0 and not point["summary"]["failed"]
             assert all(0 < w["server_cpu_s"] <= 1.2 * w["duration_s"] for w in point["windows"])  # one CPU
             assert point["peak_rss_mib"] > 10
         assert (run / "report.html").stat().st_size > 100_000
         assert "test double of tfserving:rest" in (run / "report.md").read_text()
-        stop = _compose([*compose, "stop", "torchserve", "tfserving"], env, timeout=60)
+        stop = _compose([*compose, "stop", *SERVERS], env, timeout=60)
         assert stop.returncode == 0, stop.stderr
-        for name in ("torchserve", "tfserving"):  # SIGTERM reached the server: it was not killed (137)
+        for name in SERVERS:  # SIGTERM reached the server: it was not killed (137)
             state = client.containers.get(servers[name]["container"]).attrs["State"]
             assert state["ExitCode"] != 137 and not state["OOMKilled"], (name, state)
     finally:

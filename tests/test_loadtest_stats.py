@@ -18,7 +18,7 @@ from serveoff.loadtest.histograms import (
     summary,
 )
 from serveoff.loadtest.plan import SearchPolicy, WindowPolicy, load_points
-from serveoff.loadtest.results import SCHEMA, read_results, serving_tax
+from serveoff.loadtest.results import SCHEMA, PointResult, read_results, serving_tax
 from serveoff.loadtest.search import RateSearch
 from serveoff.loadtest.stats import Window, _percentile_of_counts, estimate, load_flags, stable
 
@@ -157,8 +157,8 @@ def test_serving_tax_subtracts_the_matching_baseline() -> None:
         }  # fmt: skip
 
     points = [
-        point("torch:inprocess", "torch", True, 100, 1000),
-        point("torchserve:rest", "torchserve", False, 400, 250),
+        PointResult.from_json(point("torch:inprocess", "torch", True, 100, 1000)),
+        PointResult.from_json(point("torchserve:rest", "torchserve", False, 400, 250)),
     ]
     (tax,) = serving_tax(points, {"torchserve": "torch", "tfserving": "tf"})
     assert tax["latency_us"] == {"p50": 300, "p99": 600}

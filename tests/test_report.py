@@ -20,6 +20,7 @@ import pytest
 from serveoff.report.claims import load_claims
 from serveoff.report.plots import PLOTS
 from serveoff.serving import runtimes
+from serveoff.serving.targets import SERVERS
 from tests.cli_runner import run_cli
 from tests.commands import QUICK_SETTLED, leftovers, serveoff
 from tests.test_gate_rules import one_error_line, save, unwritable
@@ -27,7 +28,7 @@ from tests.test_gate_rules import point as gate_point
 from tests.test_gate_rules import run as gate_run
 from tests.test_gate_rules import windows as gate_windows
 
-SERVER_TARGETS = 4  # torchserve:rest/grpc, the fake's rest/grpc
+SERVER_TARGETS = 2 * len(SERVERS)  # every server's rest and grpc (TF Serving's from its test double)
 TARGETS = SERVER_TARGETS + len(runtimes.names())  # and every in-process runtime (all installed here)
 LOADS = 2  # c=1, c=4
 FIGURE = re.compile(r"\d[\d,.]* ?(ms|requests/s|req/s)")
@@ -35,7 +36,7 @@ FIGURE = re.compile(r"\d[\d,.]* ?(ms|requests/s|req/s)")
 
 @pytest.fixture(scope="module")
 def measured(built, artifacts_dir, tmp_path_factory, env, marker) -> Path:
-    """A real `serveoff run` of TorchServe, the TF Serving test fake and both baselines, with its report."""
+    """A real `serveoff run` of every server (TF Serving's test double) and every runtime, with its report."""
     out = tmp_path_factory.mktemp("runs")
     args = ["run", "--artifacts", str(artifacts_dir), "--out", str(out), "--run-id", "real"]
     done = serveoff([*args, "--concurrency", "1,4", *QUICK_SETTLED], env, timeout=600)

@@ -12,6 +12,7 @@ import pytest
 from onnx import numpy_helper
 
 from serveoff.errors import ParityError
+from serveoff.loadtest.results import PointResult
 from serveoff.models.build import BuildResult, build_zoo_model
 from serveoff.report.claims import evaluate, load_claims
 from serveoff.report.runs import load_run
@@ -95,12 +96,12 @@ def test_a_run_without_tf_serving_settles_the_runtime_claims(
     assert verdicts["tfserving-lower-latency"].status == "not testable"
 
 
-def expected_better(points: list[dict], a: str, b: str) -> str:
+def expected_better(points: list[PointResult], a: str, b: str) -> str:
     """The `better ... metric: p50` verdict recomputed from the intervals in the results."""
-    p50 = {(p["target"], p["label"]): p["summary"]["latency_us"]["p50"] for p in points}
+    p50 = {(p.target, p.label): p.summary.latency("p50") for p in points}
     labels = [label for target, label in p50 if target == a and (b, label) in p50]
-    a_wins = sum(p50[a, x]["high"] < p50[b, x]["low"] for x in labels)
-    b_wins = sum(p50[b, x]["high"] < p50[a, x]["low"] for x in labels)
+    a_wins = sum(p50[a, x].high < p50[b, x].low for x in labels)
+    b_wins = sum(p50[b, x].high < p50[a, x].low for x in labels)
     if a_wins == len(labels):
         return "supported"
     return "refuted" if b_wins and not a_wins else "inconclusive"

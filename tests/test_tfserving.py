@@ -45,6 +45,7 @@ from serveoff.serving.tfserving.protos import (
     TensorProto,
 )
 from serveoff.serving.tfserving.server import TFServing
+from tests.wire import predict
 
 REPO = Path(__file__).parents[1]
 FAKES = Path(__file__).parent / "fakes"
@@ -102,14 +103,13 @@ def leftovers(workdir: Path) -> list[psutil.Process]:
 
 
 @pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("protocol", ["rest", "rest-columnar", "grpc"])
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
 def test_predictions_match_the_savedmodel_in_process(
     served: TFServing, expected, model: str, protocol: str
 ) -> None:
     samples, want = expected[model]
-    with served.client(model, protocol.split("-")[0], columnar=protocol == "rest-columnar") as client:
-        got = client.predict(samples)
-        one = client.predict(samples[:1])
+    got = predict(served, model, protocol, samples)
+    one = predict(served, model, protocol, samples[:1])
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
     np.testing.assert_allclose(one, want[:1], atol=1e-5, rtol=0)
@@ -126,15 +126,13 @@ def test_requests_are_counted_in_prometheus_metrics(served: TFServing, expected)
     before = count()
     samples, _ = expected["digits-mlp"]
     for protocol in ("rest", "grpc"):
-        with served.client("digits-mlp", protocol) as client:
-            client.predict(samples)
+        predict(served, "digits-mlp", protocol, samples)
     assert count() == before + 2
 
 
 def test_metrics_are_upstreams_text_and_scrape_under_its_names(served: TFServing, expected) -> None:
     samples, _ = expected["digits-mlp"]
-    with served.client("digits-mlp", "rest") as client:
-        client.predict(samples)
+    predict(served, "digits-mlp", "rest", samples)
     text = requests.get(served.endpoints.metrics, timeout=10).text
     # TF Serving's prometheus_exporter: "# TYPE" lines, no "# HELP", counters named without "_total"
     assert "# TYPE :tensorflow:serving:request_count counter\n" in text
@@ -205,19 +203,16 @@ def test_versions_are_the_binarys_own_words(served: TFServing) -> None:
 
 def test_a_bad_request_raises_with_the_servers_message(served: TFServing) -> None:
     wrong = np.zeros((2, 5), dtype=np.float32)
-    with served.client("digits-mlp", "rest") as client, pytest.raises(ServerError, match="HTTP 400") as info:
-        client.predict(wrong)
+    with pytest.raises(ServerError, match="HTTP 400") as info:
+        predict(served, "digits-mlp", "rest", wrong)
     assert "still running" in str(info.value)
-    with served.client("digits-mlp", "grpc") as client, pytest.raises(ServerError, match="INVALID_ARGUMENT"):
-        client.predict(wrong)
+    with pytest.raises(ServerError, match="INVALID_ARGUMENT"):
+        predict(served, "digits-mlp", "grpc", wrong)
     tokens_as_floats = np.zeros((1, 16), dtype=np.float32)
-    with (
-        served.client("text-encoder-tiny", "grpc") as client,
-        pytest.raises(ServerError, match="to be int32"),
-    ):
-        client.predict(tokens_as_floats)
+    with pytest.raises(ServerError, match="to be int32"):
+        predict(served, "text-encoder-tiny", "grpc", tokens_as_floats)
     with pytest.raises(ServeoffError, match="does not serve 'nope'"):
-        served.client("nope", "rest")
+        predict(served, "nope", "rest", wrong)
 
 
 def test_private_messages_are_the_installed_ones() -> None:
@@ -275,7 +270,7 @@ def test_a_missing_binary_is_one_line_with_install_options(
 
 @pytest.mark.parametrize(
     ("change", "error"),
-    [({"threads": 0}, "threads must be at least 1"), ({"batch_timeout_ms": -1}, "batch timeout")],
+    [({"batch_timeout_ms": -1}, "batch timeout")],  # threads: tests/test_conformance.py
 )
 def test_a_bad_config_value_is_refused(layouts, tmp_path: Path, change: dict, error: str) -> None:
     config = replace(server_config("matched"), **change)
@@ -312,32 +307,6 @@ def test_a_model_that_fails_to_load_is_reported_with_the_log(fake_on_path, layou
     assert server.pids() == [] and leftovers(tmp_path / "work") == []
 
 
-def test_a_killed_server_fails_the_next_call_with_its_log(
-    fake_on_path, layouts, expected, tmp_path: Path
-) -> None:
-    server = TFServing([layouts["digits-mlp"]], server_config("matched"), tmp_path, free_port_base(2))
-    samples, _ = expected["digits-mlp"]
-    try:
-        server.start(timeout=STARTUP_S)
-        rest, grpc = server.client("digits-mlp", "rest"), server.client("digits-mlp", "grpc")
-        rest.predict(samples)
-        grpc.predict(samples)
-        for pid in server.pids():
-            os.kill(pid, signal.SIGKILL)
-        for client in (rest, grpc):
-            started = time.monotonic()
-            with pytest.raises(ServerError) as info:
-                client.predict(samples)
-            assert time.monotonic() - started < 5
-            message = str(info.value)
-            assert "exited with code -9" in message
-            assert "serveoff-test-fake] Running gRPC ModelServer" in message  # the log tail
-            client.close()
-    finally:
-        server.stop()
-    assert server.pids() == [] and leftovers(tmp_path) == []
-
-
 def test_a_hung_server_fails_within_the_client_timeout(served: TFServing, expected) -> None:
     samples, _ = expected["digits-mlp"]
     pids = served.pids()
@@ -345,24 +314,14 @@ def test_a_hung_server_fails_within_the_client_timeout(served: TFServing, expect
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)
         for protocol in ("rest", "grpc"):
-            with served.client("digits-mlp", protocol, timeout=2.0) as client:
-                started = time.monotonic()
-                with pytest.raises(ServerError, match=r"no answer within the 2 s timeout.*still running"):
-                    client.predict(samples)
-                assert time.monotonic() - started < 2.0 + 3
+            started = time.monotonic()
+            with pytest.raises(ServerError, match=r"no answer within the 2 s timeout.*still running"):
+                predict(served, "digits-mlp", protocol, samples, timeout_s=2.0)
+            assert time.monotonic() - started < 2.0 + 3
     finally:
         for pid in pids:
             os.kill(pid, signal.SIGCONT)
-    assert served.healthy()
-
-
-def test_stop_leaves_no_process(served: TFServing) -> None:
-    """Runs last in this module: it stops the module's server."""
-    pids = served.pids()
-    assert pids
-    served.stop()
-    assert served.pids() == [] and leftovers(served.workdir) == []
-    assert not any(psutil.pid_exists(pid) for pid in pids)
+    assert served.answering()
 
 
 def test_nothing_outside_tests_refers_to_the_fake() -> None:

@@ -27,6 +27,7 @@ from serveoff.serving.torchserve import config as ts_config
 from serveoff.serving.torchserve import handler
 from serveoff.serving.torchserve.server import TorchServe
 from tests.torchserve_helpers import START_TIMEOUT_S, broken_model, java_of, left_running, new_server
+from tests.wire import predict
 
 MODELS = ("digits-mlp", "text-encoder-tiny")
 
@@ -67,22 +68,19 @@ def test_predictions_match_torchscript(served: TorchServe, model: str, protocol:
     (layout,) = [m for m in served.models if m.name == model]
     samples = np.load(layout.samples)
     expected = TorchScriptRunner(layout.torchscript).predict(samples)
-    with served.client(model, protocol, timeout=30) as client:
-        got = np.concatenate([client.predict(samples[:1]), client.predict(samples[1:])])
+    halves = (samples[:1], samples[1:])
+    got = np.concatenate([predict(served, model, protocol, half, timeout_s=30) for half in halves])
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("protocol", ["rest", "grpc"])
 def test_a_batch_of_the_wrong_shape_is_refused_clearly(served: TorchServe, protocol: str) -> None:
-    with (
-        served.client("text-encoder-tiny", protocol) as client,
-        pytest.raises(
-            ServeoffError,
-            match=r"does not fit text-encoder-tiny: its input 'input_ids' takes \[n, \*\[16\]\]",
-        ),
+    with pytest.raises(
+        ServeoffError,
+        match=r"does not fit text-encoder-tiny: its input 'input_ids' takes \[n, \*\[16\]\]",
     ):
-        client.predict(np.zeros((2, 15), dtype=np.int32))
+        predict(served, "text-encoder-tiny", protocol, np.zeros((2, 15), dtype=np.int32))
 
 
 def test_metrics_count_requests(served: TorchServe) -> None:
@@ -95,9 +93,8 @@ def test_metrics_count_requests(served: TorchServe) -> None:
 
     before = requests_of("digits-mlp")
     samples = np.load(served.models[0].samples)
-    with served.client("digits-mlp", "rest", timeout=30) as client:
-        for _ in range(3):
-            client.predict(samples[:2])
+    for _ in range(3):
+        predict(served, "digits-mlp", "rest", samples[:2], timeout_s=30)
     assert requests_of("digits-mlp") >= before + 3
 
 
@@ -115,7 +112,7 @@ def test_config_listens_on_localhost_only_without_tokens(served: TorchServe) -> 
     assert props["disable_token_authorization"] == "true"
     assert props["enable_model_api"] == "false"
     assert props["metrics_mode"] == "prometheus"
-    assert served.healthy()
+    assert served.answering()
 
 
 def test_processes_are_pinned_and_workers_run_the_venv_python(served: TorchServe) -> None:
@@ -245,41 +242,29 @@ def test_model_that_fails_to_load_fails_fast_with_the_log(tmp_path: Path) -> Non
 
 def test_killed_server_fails_the_next_calls_with_its_log(small_server: TorchServe) -> None:
     samples = np.load(small_server.models[0].samples)
-    clients = [small_server.client("digits-mlp", protocol, timeout=10) for protocol in ("rest", "grpc")]
-    try:
-        for client in clients:
-            client.predict(samples[:1])
-        java_of(small_server).kill()
-        for client in clients:
-            began = time.monotonic()
-            with pytest.raises(ServerError, match=r"TorchServe died .*; log .*torchserve\.log:\n") as err:
-                client.predict(samples[:1])
-            assert time.monotonic() - began < 5
-            assert len(str(err.value).splitlines()) > 5  # the log tail
-    finally:
-        for client in clients:
-            client.close()
+    for protocol in ("rest", "grpc"):
+        predict(small_server, "digits-mlp", protocol, samples[:1])
+    java_of(small_server).kill()
+    for protocol in ("rest", "grpc"):
+        began = time.monotonic()
+        with pytest.raises(ServerError, match=r"TorchServe died .*; log .*torchserve\.log:\n") as err:
+            predict(small_server, "digits-mlp", protocol, samples[:1])
+        assert time.monotonic() - began < 5
+        assert len(str(err.value).splitlines()) > 5  # the log tail
 
 
 def test_hung_server_fails_calls_at_their_timeout(small_server: TorchServe) -> None:
     samples = np.load(small_server.models[0].samples)
     java = java_of(small_server)
-    clients = {
-        protocol: small_server.client("digits-mlp", protocol, timeout=2) for protocol in ("rest", "grpc")
-    }
     try:
-        for client in clients.values():
-            client.predict(samples[:1])
+        for protocol in ("rest", "grpc"):
+            predict(small_server, "digits-mlp", protocol, samples[:1], timeout_s=2)
         java.suspend()
-        for protocol, client in clients.items():
+        for protocol in ("rest", "grpc"):
             began = time.monotonic()
-            with pytest.raises(
-                ServerError, match=rf"(?i)no {protocol} answer for digits-mlp within the 2 s timeout"
-            ) as err:
-                client.predict(samples[:1])
+            with pytest.raises(ServerError, match=rf"{protocol} .* no answer within the 2 s timeout") as err:
+                predict(small_server, "digits-mlp", protocol, samples[:1], timeout_s=2)
             assert 1.5 < time.monotonic() - began < 6
             assert "still running" in str(err.value)
     finally:
         java.resume()
-        for client in clients.values():
-            client.close()

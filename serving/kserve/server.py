@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
@@ -20,8 +19,6 @@ import requests
 from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout, require_manifest
 from serveoff.serving.base import (
-    DEFAULT_TIMEOUT_S,
-    Client,
     Endpoints,
     Launch,
     Server,
@@ -38,15 +35,19 @@ from serveoff.serving.kserve.config import (
     check_batching,
     write_config,
 )
-from serveoff.serving.metrics import scrape
-from serveoff.serving.process import ManagedProcess, ServerError, ensure_port_free, wait_until_ready
+from serveoff.serving.process import (
+    ManagedProcess,
+    ServerError,
+    diagnosis,
+    ensure_port_free,
+    wait_until_ready,
+)
 from serveoff.serving.resources import ServerConfig, validate
 
 KSERVE_VERSION = "0.21.0"  # setup.sh and the Dockerfile install this release
 VENV_ENV = "SERVEOFF_KSERVE_VENV"  # another KServe virtualenv than the repository's .venv-kserve
 ALL_ADDRESSES = "0.0.0.0"  # in a container: reachable through the ports the launcher publishes
 PROBE_TIMEOUT_S = 2.0
-EXIT_GRACE_S = 1.0
 VERSIONS_SCRIPT = (
     "from importlib.metadata import version as v\nfor p in ('kserve', {runtime!r}):\n    print(p, v(p))"
 )
@@ -165,21 +166,6 @@ class KServe(Server):
                 return False
         return True
 
-    def healthy(self) -> bool:
-        return self._proc is not None and self._proc.exit_code() is None and self.answering()
-
-    def client(self, model: str, protocol: str, timeout: float = DEFAULT_TIMEOUT_S) -> Client:
-        layout = next((m for m in self.models if m.name == model), None)
-        if layout is None:
-            served = ", ".join(m.name for m in self.models)
-            raise ServeoffError(f"{self.title} serves no model {model!r}; it serves {served}")
-        check_protocol(protocol, self.protocols)
-        endpoints = self.endpoints
-        return wire.WireClient(
-            lambda batch: self.wire_request(endpoints, layout, protocol, batch),
-            lambda body: self.decode_reply(layout, protocol, body), timeout, self.diagnose,
-        )  # fmt: skip
-
     @classmethod
     def wire_request(
         cls, endpoints: Endpoints, layout: ArtifactLayout, protocol: str, batch: np.ndarray
@@ -193,17 +179,8 @@ class KServe(Server):
         check_protocol(protocol, cls.protocols)
         return wire.decode_reply(protocol, body, require_manifest(layout)["output"]["name"])
 
-    def metrics(self) -> dict[str, float]:
-        try:
-            return scrape(self.endpoints.metrics)
-        except ServeoffError as err:
-            raise self.diagnose(str(err), True) from None
-
     def processes(self) -> list[psutil.Process]:
         return self._proc.processes() if self._proc is not None else []
-
-    def pids(self) -> list[int]:
-        return [proc.pid for proc in self.processes()]
 
     def versions(self) -> dict[str, str]:
         """kserve's and the runtime's versions, read by the interpreter that runs the server."""
@@ -221,21 +198,7 @@ class KServe(Server):
 
     def diagnose(self, problem: str, lost: bool = False) -> ServerError:
         """A ``ServerError`` for a failed request: whether KServe died (with its log tail) or runs."""
-        proc = self._proc
-        if proc is None:
-            return ServerError(f"{problem}; {self.title} was not started")
-        code = proc.exit_code()
-        deadline = time.monotonic() + EXIT_GRACE_S
-        while lost and code is None and time.monotonic() < deadline:
-            time.sleep(0.05)  # a killed server's connections drop a moment before it can be reaped
-            code = proc.exit_code()
-        if code is None:
-            return ServerError(
-                f"{problem}; {self.title} (pid {proc.pid}) is still running; log {proc.log_path}"
-            )
-        return ServerError(
-            f"{problem}; {self.title} exited with code {code}; log {proc.log_path}:\n{proc.log_tail()}"
-        )
+        return diagnosis(self._proc, self.title, problem, lost)
 
 
 class KServeOnnx(KServe):

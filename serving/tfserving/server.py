@@ -12,7 +12,6 @@ import logging
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,18 +22,21 @@ import requests
 from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout, require_manifest
 from serveoff.serving.base import (
-    DEFAULT_TIMEOUT_S,
-    Client,
     Endpoints,
     Launch,
     Server,
     WireRequest,
     check_protocol,
 )
-from serveoff.serving.metrics import scrape
-from serveoff.serving.process import ManagedProcess, ServerError, ensure_port_free, wait_until_ready
+from serveoff.serving.process import (
+    ManagedProcess,
+    ServerError,
+    diagnosis,
+    ensure_port_free,
+    wait_until_ready,
+)
 from serveoff.serving.resources import ServerConfig, validate
-from serveoff.serving.tfserving.client import GrpcClient, RestClient, WireSpec, decode_reply, wire_request
+from serveoff.serving.tfserving.client import WireSpec, decode_reply, wire_request
 from serveoff.serving.tfserving.config import METRICS_PATH, PORT_COUNT, Ports, flags, write_config_files
 
 BINARY = "tensorflow_model_server"
@@ -51,7 +53,6 @@ BIND_WARNING = (
 # Log lines after which a load can no longer succeed: TF Serving would retry for minutes before exiting.
 _LOAD_FAILURE = re.compile(r".*(?:Loading servable: .* failed: |cannot be loaded: |Failed to start server).*")
 _STATUS_TIMEOUT_S = 2.0
-_EXIT_GRACE_S = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -126,22 +127,6 @@ class TFServing(Server):
         if self._proc is not None:
             self._proc.stop()
 
-    def healthy(self) -> bool:
-        return self._proc is not None and self._proc.exit_code() is None and self._models_available()
-
-    def client(
-        self, model: str, protocol: str, timeout: float = DEFAULT_TIMEOUT_S, *, columnar: bool = False
-    ) -> Client:
-        """A client for ``model``; ``columnar`` sends REST requests as ``{"inputs": ...}`` instead of rows."""
-        layouts = {layout.name: layout for layout in self.models}
-        if model not in layouts:
-            raise ServeoffError(f"TF Serving does not serve {model!r} here; it serves {', '.join(layouts)}")
-        spec = wire_spec(layouts[model])
-        check_protocol(protocol)
-        if protocol == "rest":
-            return RestClient(self.endpoints.rest, model, spec, timeout, self.diagnose, columnar=columnar)
-        return GrpcClient(self.endpoints.grpc, model, spec, timeout, self.diagnose)
-
     @classmethod
     def wire_request(
         cls, endpoints: Endpoints, layout: ArtifactLayout, protocol: str, batch: np.ndarray
@@ -154,17 +139,8 @@ class TFServing(Server):
         check_protocol(protocol)
         return decode_reply(protocol, body, wire_spec(layout))
 
-    def metrics(self) -> dict[str, float]:
-        try:
-            return scrape(self.endpoints.metrics)
-        except ServeoffError as err:
-            raise self.diagnose(str(err), True) from None
-
     def processes(self) -> list[psutil.Process]:
         return self._proc.processes() if self._proc is not None else []
-
-    def pids(self) -> list[int]:
-        return [proc.pid for proc in self.processes()]
 
     def versions(self) -> dict[str, str]:
         """``tensorflow_model_server --version``'s lines (server and TensorFlow library), verbatim."""
@@ -179,19 +155,7 @@ class TFServing(Server):
 
     def diagnose(self, problem: str, lost: bool = False) -> ServerError:
         """A ``ServerError`` for a failed request: whether the server died (with its log tail) or runs."""
-        proc = self._proc
-        if proc is None:
-            return ServerError(f"{problem}; TF Serving was not started")
-        code = proc.exit_code()
-        deadline = time.monotonic() + _EXIT_GRACE_S
-        while lost and code is None and time.monotonic() < deadline:
-            time.sleep(0.05)  # a killed server's connections drop a moment before it can be reaped
-            code = proc.exit_code()
-        if code is None:
-            return ServerError(f"{problem}; {BINARY} (pid {proc.pid}) is still running; log {proc.log_path}")
-        return ServerError(
-            f"{problem}; {BINARY} exited with code {code}; log {proc.log_path}:\n{proc.log_tail()}"
-        )
+        return diagnosis(self._proc, BINARY, problem, lost)
 
     def _models_available(self) -> bool:
         """Whether every model has a version in state AVAILABLE, per ``GET /v1/models/<name>``."""

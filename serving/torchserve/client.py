@@ -1,7 +1,6 @@
-"""Clients for one model on TorchServe: REST with TF Serving's JSON payload, gRPC with raw tensor bytes.
+"""TorchServe's wire protocol for one model: REST with TF Serving's JSON payload, gRPC with raw tensor bytes.
 
-Every call has a timeout. A timeout, a refused connection or a server-side failure is turned into a
-``ServerError`` by the server's ``diagnose`` callback, which adds the log tail when TorchServe died.
+Requests are prepared here and sent by ``loadtest/send.py`` (one request) or the load generator.
 """
 
 from __future__ import annotations
@@ -18,19 +17,16 @@ from types import ModuleType
 
 import grpc
 import numpy as np
-import requests
 from google.protobuf import empty_pb2
 
 from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout, require_manifest
 from serveoff.models.spec import InputSpec
-from serveoff.serving.base import Client, Diagnose, WireRequest
+from serveoff.serving.base import WireRequest
 from serveoff.serving.payload import JSON_HEADERS, json_body
 
 PROTO = Path(__file__).with_name("inference.proto")
 PREDICTIONS_METHOD = "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions"
-GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
-REJECTED = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
 _proto_lock = threading.Lock()
 
 
@@ -104,92 +100,3 @@ def grpc_ping(target: str, timeout: float) -> str:
             return json.loads(reply.health).get("status", "")  # the REST /ping body, as a string
         except (grpc.RpcError, ValueError, AttributeError):
             return ""
-
-
-class RestClient(Client):
-    """POSTs ``{"instances": batch}`` to ``/predictions/<model>``, the same JSON TF Serving's REST gets."""
-
-    def __init__(
-        self, base_url: str, model: str, spec: InputSpec, timeout: float, diagnose: Diagnose
-    ) -> None:
-        self.url = f"{base_url}/predictions/{model}"
-        self.model = model
-        self.spec = spec
-        self.timeout = timeout
-        self.diagnose = diagnose
-        self.session = requests.Session()
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        check_batch(batch, self.spec, self.model)
-        try:
-            response = self.session.post(
-                self.url, data=json_body(batch), headers=JSON_HEADERS, timeout=self.timeout
-            )
-        except requests.Timeout:
-            raise self.diagnose(
-                f"TorchServe gave no REST answer for {self.model} within the {self.timeout:g} s timeout"
-            ) from None
-        except requests.RequestException as err:
-            raise self.diagnose(
-                f"TorchServe REST request for {self.model} failed: {err}", lost=True
-            ) from None
-        if response.status_code >= 500:
-            raise self.diagnose(
-                f"TorchServe answered HTTP {response.status_code} for {self.model}: {response.text[:300]}"
-            )
-        if response.status_code != 200:
-            raise ServeoffError(
-                f"TorchServe rejected the REST request for {self.model} (HTTP {response.status_code}): "
-                f"{response.text[:300]}"
-            )
-        try:
-            return np.asarray(response.json()["predictions"], dtype=np.float32)
-        except (ValueError, KeyError, TypeError) as err:
-            raise ServeoffError(
-                f"TorchServe's REST answer for {self.model} has no predictions: {err}"
-            ) from None
-
-    def close(self) -> None:
-        self.session.close()
-
-
-class GrpcClient(Client):
-    """Calls ``Predictions`` with the batch as raw little-endian tensor bytes; the reply is raw float32."""
-
-    def __init__(self, target: str, model: str, spec: InputSpec, timeout: float, diagnose: Diagnose) -> None:
-        messages, services = inference_api()
-        self.request_type = messages.PredictionsRequest
-        self.channel = grpc.insecure_channel(target, options=GRPC_OPTIONS)
-        self.stub = services.InferenceAPIsServiceStub(self.channel)
-        self.model = model
-        self.spec = spec
-        self.wire_dtype = np.dtype(spec.dtype).newbyteorder("<")
-        self.timeout = timeout
-        self.diagnose = diagnose
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        check_batch(batch, self.spec, self.model)
-        raw = np.ascontiguousarray(batch, dtype=self.wire_dtype).tobytes()
-        request = self.request_type(model_name=self.model, input={self.spec.name: raw})
-        try:
-            reply = self.stub.Predictions(request, timeout=self.timeout)
-        except grpc.RpcError as err:
-            raise self.error(err) from None
-        return np.frombuffer(reply.prediction, dtype="<f4").astype(np.float32).reshape(len(batch), -1)
-
-    def error(self, err: grpc.RpcError) -> ServeoffError:
-        """The error for a failed call: the client's fault, a timeout, or a server problem."""
-        code = err.code()
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return self.diagnose(
-                f"TorchServe gave no gRPC answer for {self.model} within the {self.timeout:g} s timeout"
-            )
-        if code in REJECTED:
-            return ServeoffError(f"TorchServe rejected the gRPC request for {self.model}: {err.details()}")
-        return self.diagnose(
-            f"TorchServe gRPC request for {self.model} failed ({code.name}): {err.details()}",
-            lost=code == grpc.StatusCode.UNAVAILABLE,
-        )
-
-    def close(self) -> None:
-        self.channel.close()

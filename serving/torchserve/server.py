@@ -25,20 +25,15 @@ import requests
 from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout, require_manifest
 from serveoff.serving.base import (
-    DEFAULT_TIMEOUT_S,
-    Client,
     Endpoints,
     Launch,
     Server,
     WireRequest,
     check_protocol,
 )
-from serveoff.serving.metrics import scrape
 from serveoff.serving.process import ManagedProcess, ServerError, ensure_port_free, wait_until_ready
 from serveoff.serving.resources import ServerConfig, validate
 from serveoff.serving.torchserve.client import (
-    GrpcClient,
-    RestClient,
     decode_reply,
     grpc_ping,
     input_spec,
@@ -176,27 +171,12 @@ class TorchServe(Server):
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
-    def healthy(self) -> bool:
-        return self._ping_healthy()
-
     def _ping_healthy(self) -> bool:
         try:
             response = requests.get(f"{self.endpoints.rest}/ping", timeout=PROBE_TIMEOUT_S)
             return response.status_code == 200 and response.json().get("status") == "Healthy"
         except (requests.RequestException, ValueError):
             return False
-
-    def client(self, model: str, protocol: str, timeout: float = DEFAULT_TIMEOUT_S) -> Client:
-        layout = next((m for m in self.models if m.name == model), None)
-        if layout is None:
-            raise ServeoffError(
-                f"TorchServe serves no model {model!r}; it serves {', '.join(self.model_names)}"
-            )
-        spec = input_spec(layout)
-        check_protocol(protocol)
-        if protocol == "rest":
-            return RestClient(self.endpoints.rest, model, spec, timeout, self.diagnose)
-        return GrpcClient(self.endpoints.grpc, model, spec, timeout, self.diagnose)
 
     @classmethod
     def wire_request(
@@ -210,17 +190,15 @@ class TorchServe(Server):
         check_protocol(protocol)
         return decode_reply(protocol, body, tuple(require_manifest(layout)["output"]["shape"]))
 
-    def metrics(self) -> dict[str, float]:
-        return scrape(self.endpoints.metrics)
-
     def processes(self) -> list[psutil.Process]:
         return self._proc.processes() if self._proc is not None else []
 
     def pids(self) -> list[int]:
         """The started process first (its session holds every process of the server), then the rest."""
-        if self._proc is None or self._proc.popen is None:
-            return []
-        return [self._proc.pid] + [p.pid for p in self.processes() if p.pid != self._proc.pid]
+        procs = self.processes()
+        if self._proc is None or self._proc.popen is None or not procs:
+            return []  # never started, or stopped
+        return [self._proc.pid] + [p.pid for p in procs if p.pid != self._proc.pid]
 
     def versions(self) -> dict[str, str]:
         java = self._java_version or java_version(java_executable())

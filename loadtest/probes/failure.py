@@ -1,0 +1,77 @@
+"""Process failure: the process doing inference is killed while load runs; does the server recover?"""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+
+from serveoff.loadtest.plan import closed
+from serveoff.loadtest.probes.context import Probed, timeline
+from serveoff.loadtest.probes.schema import ProbeResult, Sample
+
+# The process that runs the model, by a word of its command line; a server not named runs it in its own
+# root process (TF Serving, KServe's ModelServer).
+WORKER_MARK = {"torchserve": "model_service_worker"}
+KILL_AT = 0.3  # share of the run after which the process is killed
+SLOWED = 3.0  # a slice this much slower than before the kill is still disrupted
+
+
+def victim(probed: Probed) -> psutil.Process | None:
+    """The process doing inference: TorchServe's Python worker, else the server's own process."""
+    procs = probed.server.processes()
+    mark = WORKER_MARK.get(probed.server.name)
+    for proc in procs:
+        try:
+            if mark is None or any(mark in part for part in proc.cmdline()):
+                return proc
+        except psutil.Error:
+            continue
+    return None
+
+
+def process_failure(probed: Probed) -> ProbeResult:
+    """Kill the inference process (SIGKILL) after ``KILL_AT`` of the run and watch the rest of it."""
+    settings = probed.settings
+    result = probed.result("process_failure")
+    target = victim(probed)
+    if target is None:
+        result.error = "no process doing inference was found"
+        return result
+    kill_slice = max(1, round(KILL_AT * settings.failure_s / settings.slice_s))
+    killed: dict[str, float] = {}
+
+    def kill(index: int) -> None:
+        if index + 1 == kill_slice and not killed:
+            killed["t"] = time.monotonic() - t0
+            target.kill()
+
+    t0 = time.monotonic()
+    run = timeline(probed, closed(settings.concurrency), settings.failure_s, "load", t0, kill)
+    kill_t = killed.get("t")
+    after = [s for s in run.samples if kill_t is not None and s.t_s > kill_t]
+    for sample in after:
+        sample.phase = "after kill"
+    before = [s.p50_ms for s in run.samples if s not in after and s.p50_ms is not None]
+    normal = sorted(before)[len(before) // 2] if before else None
+    disrupted = [s for s in after if _disrupted(s, normal)]
+    answering = bool(after) and not _disrupted(after[-1], normal)
+    result.series = run.samples
+    result.figures = {
+        "killed_pid": target.pid,
+        "failed_requests": sum(s.failed for s in after),
+        "recovered": answering,
+        "recovery_s": (round(disrupted[-1].t_s - kill_t, 2) if disrupted else 0.0) if answering else None,
+        "inference_pids_after": ", ".join(str(p.pid) for p in [victim(probed)] if p is not None) or "none",
+        "errors": ", ".join(f"{k} x{n}" for k, n in sorted(run.errors.items())) or "none",
+    }
+    result.findings = [f"{probed.server.name} " + (f"recovered by itself in {result.figures['recovery_s']} s"
+                       if answering else "did not recover by itself within the run")]  # fmt: skip
+    return result
+
+
+def _disrupted(sample: Sample, normal_p50: float | None) -> bool:
+    """A slice with failures, no answer, or a median latency over ``SLOWED`` times the one before the kill."""
+    if sample.failed or not sample.ok:
+        return True
+    return normal_p50 is not None and sample.p50_ms is not None and sample.p50_ms > SLOWED * normal_p50

@@ -1,0 +1,30 @@
+"""The server-specific side of the probes: each ``serving/<server>/probe.py`` that exists.
+
+Such a module has ``ProbedServer`` (the server as the probes launch it), ``roll_out(server, layout)``
+(a new version, returned) and ``serving_version(server, layout)`` (which version answers now). A server
+without one is probed as it is, and its rollout is recorded as not supported.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from types import ModuleType
+
+from serveoff.serving.base import Server
+from serveoff.serving.targets import server_class
+
+PROBE_MODULES = {
+    "torchserve": "serveoff.serving.torchserve.probe",
+    "tfserving": "serveoff.serving.tfserving.probe",
+}
+
+
+def probe_module(name: str) -> ModuleType | None:
+    """Server ``name``'s probe module, or ``None``."""
+    return import_module(PROBE_MODULES[name]) if name in PROBE_MODULES else None
+
+
+def probe_class(name: str) -> type[Server]:
+    """The class the probes launch server ``name`` with."""
+    module = probe_module(name)
+    return module.ProbedServer if module is not None else server_class(name)
