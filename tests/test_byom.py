@@ -19,6 +19,7 @@ import pytest
 from serveoff.cli import main
 from serveoff.models.artifacts import ArtifactLayout, read_manifest
 from serveoff.models.build import BuildResult
+from serveoff.serving.targets import SERVERS
 from tests.commands import QUICK, leftovers, serveoff
 
 from .cli_runner import run_cli
@@ -51,7 +52,7 @@ def test_your_own_model_runs_on_every_server_into_a_report(own_build, tmp_path, 
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "mine" / "results.json").read_text())
     assert results["status"] == "complete"
-    targets = ("torchserve:rest", "torchserve:grpc", "tfserving:rest", "tfserving:grpc")
+    targets = [f"{server}:{protocol}" for server in SERVERS for protocol in ("rest", "grpc")]
     assert {(p["model"], p["target"]) for p in results["points"]} == {("mine", t) for t in targets}
     assert all(p["summary"]["requests"] > 0 and p["summary"]["failed"] == 0 for p in results["points"])
     model = results["manifest"]["models"]["mine"]

@@ -32,7 +32,7 @@ from serveoff.serving import runtimes
 from serveoff.serving.base import Server
 from serveoff.serving.inprocess import inprocess_client
 from serveoff.serving.process import ServerError, free_port_base
-from serveoff.serving.resources import server_config
+from serveoff.serving.resources import ServerConfig, server_config
 from serveoff.serving.targets import SERVERS, server_class
 from tests.commands import FAKES
 from tests.wire import predict
@@ -68,6 +68,12 @@ def new_server(name: str, layout: ArtifactLayout, workdir: Path, **changes: obje
     return cls([layout], config, workdir, free_port_base(cls.port_count))
 
 
+def any_threads(config: ServerConfig) -> ServerConfig:
+    """``config`` with the thread counts the process already has: they do not change an answer, and
+    TensorFlow fixes its own once per process (the session's build may have run TensorFlow here first)."""
+    return replace(config, threads=None, inter_op_threads=None)
+
+
 def alive(procs: list[psutil.Process]) -> list[int]:
     """The PIDs of ``procs`` still running (zombies are not)."""
     found = []
@@ -94,7 +100,8 @@ class TestServer:
     """In order: the tests that need the running server, then stop, then a restart that is killed."""
 
     def test_it_answers_as_the_inprocess_runtime_over_every_protocol(self, served, layout, batch) -> None:
-        want = runtimes.get(f"{served.framework}:inprocess").load(layout, served.config).predict(batch)
+        runtime = runtimes.get(f"{served.framework}:inprocess")
+        want = runtime.load(layout, any_threads(served.config)).predict(batch)
         for protocol in served.protocols:
             got = predict(served, MODEL, protocol, batch, timeout_s=30)
             assert got.dtype == np.float32, protocol
@@ -146,7 +153,7 @@ def test_every_runtime_answers_as_the_torchscript_model(name: str, layout, batch
     if not runtimes.installed(name):
         pytest.skip(f"{name} needs {', '.join(runtimes.PACKAGES[name])}")
     want = TorchScriptRunner(layout.torchscript).predict(batch)
-    client = inprocess_client(name, layout, server_config("matched", cpus=(0,)))
+    client = inprocess_client(name, layout, any_threads(server_config("matched", cpus=(0,))))
     got = client.predict(batch)
     np.testing.assert_allclose(np.asarray(got, dtype=np.float32), want, atol=ATOL, rtol=0)
     assert client.applied_cpus() == [0]
