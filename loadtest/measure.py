@@ -17,6 +17,7 @@ from serveoff.loadtest.stats import Window, estimate, load_flags, send_lag, stab
 from serveoff.serving.process import ServerError
 from serveoff.serving.targets import Target
 from serveoff.serving.usage import Usage
+from serveoff.signals import raise_if_stopped
 
 CLIENT_BOUND_BUSY = 0.9  # a generator event loop this busy may have delayed sends: its numbers are suspect
 REPORT_GRACE_S = 15.0
@@ -78,6 +79,7 @@ def measure(
         for index in range(policy.max_windows):
             end = measure_start + (index + 1) * policy.window_s
             sleep_until(end)
+            raise_if_stopped()  # a stop signal whose exception was swallowed (see signals.py)
             cpu_now = sampler.cpu_seconds() if sampler else 0.0
             window = engine.window(spec.id, index, end + timeout_s + REPORT_GRACE_S)
             if window is None:

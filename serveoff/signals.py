@@ -11,8 +11,9 @@ and ``deferred`` holds a signal back until a cleanup has run to its end.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -61,11 +62,25 @@ def stop_on_signals() -> Iterator[None]:
         return
     _stopper.reset(getcurrent())
     previous = {signum: signal.signal(signum, _stopper.handle) for signum in STOP_SIGNALS}
+    unraisable = sys.unraisablehook
+    sys.unraisablehook = _quiet_when_stopped(unraisable)
     try:
         yield
     finally:
+        sys.unraisablehook = unraisable
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _quiet_when_stopped(hook: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``hook``, except for a ``Stopped`` Python had to drop (raised in a weakref callback or ``__del__``):
+    that one is not printed, and ``raise_if_stopped`` raises it again where it can propagate."""
+
+    def quiet(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, Stopped):
+            hook(unraisable)
+
+    return quiet
 
 
 @contextmanager
@@ -80,6 +95,17 @@ def deferred() -> Iterator[None]:
     if not _stopper.deferring and signum is not None:
         _stopper.pending = None
         raise Stopped(signum)
+
+
+def raise_if_stopped() -> None:
+    """Raise ``Stopped`` again if a stop signal came and its exception was swallowed on the way.
+
+    A signal can land while Python runs a weakref callback or ``__del__`` (during garbage collection),
+    where an exception is printed as "ignored" and dropped; long loops call this so the command stops
+    anyway. It does nothing while a cleanup defers the signal, or when none came.
+    """
+    if _stopper.received is not None and not _stopper.deferring:
+        raise Stopped(_stopper.received)
 
 
 def stop_reason(err: BaseException) -> str:
