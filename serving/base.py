@@ -41,6 +41,12 @@ class Endpoints:
     grpc: str  # host:port
     metrics: str  # Prometheus URL
 
+    @classmethod
+    def on(cls, host: str, rest_port: int, grpc_port: int, metrics_path: str) -> Endpoints:
+        """A server's addresses on ``host``: REST and gRPC ports, and metrics served by REST's port."""
+        rest = f"http://{host}:{rest_port}"
+        return cls(rest=rest, grpc=f"{host}:{grpc_port}", metrics=f"{rest}{metrics_path}")
+
     def to_json(self) -> dict:
         return {"rest": self.rest, "grpc": self.grpc, "metrics": self.metrics}
 

@@ -100,8 +100,7 @@ class KServe(Server):
     @classmethod
     def endpoints_at(cls, host: str, port_base: int) -> Endpoints:
         ports = Ports.from_base(port_base)
-        rest = f"http://{host}:{ports.rest}"
-        return Endpoints(rest=rest, grpc=f"{host}:{ports.grpc}", metrics=f"{rest}{METRICS_PATH}")
+        return Endpoints.on(host, ports.rest, ports.grpc, METRICS_PATH)
 
     def public_ports(self) -> list[int]:
         return [self.ports.rest, self.ports.grpc]
