@@ -15,6 +15,13 @@ case $torch_build in
     *) echo "setup: SERVEOFF_TORCH=$torch_build is neither cpu nor cuda; unset it for the CPU build" >&2
        exit 2 ;;
 esac
+python=${PYTHON:-python3}
+# Where PyTorch's CPU index cannot be reached (a machine that sees only a PyPI mirror with the CPU wheel on
+# it), pip still looks there but gives up at once, instead of retrying every dependency five times.
+if ((${#torch_index[@]})) && ! "$python" -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=5)' \
+    "${torch_index[1]}/" >/dev/null 2>&1; then
+    torch_index+=(--retries 0)
+fi
 
 root=false
 [ "$(id -u)" -eq 0 ] && root=true
@@ -37,7 +44,6 @@ if ((${#need_apt[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-python=${PYTHON:-python3}
 "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || {
     echo "setup: serveoff needs Python 3.11 (the pinned torch 2.13.0 CPU wheel); set PYTHON=/path/to/python3.11" >&2
     exit 1

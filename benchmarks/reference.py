@@ -1,6 +1,8 @@
 """Minimal reference clients for ``accuracy.py``, in a process without gevent (run by it, not by hand).
 
-``python benchmarks/reference.py KIND SECONDS ADDRESS PATH BODY_FILE [RATE]`` prints one JSON line:
+``python benchmarks/reference.py KIND SECONDS ADDRESS PATH BODY_FILE RATE WARMUP`` prints one JSON line
+(``RATE``: requests/s for ``rest-open``, else ignored; ``WARMUP``: seconds of the same loop first, on the
+same connection, not counted):
 
 - ``rest``: a sequential loop on one keep-alive socket, the request prepared once as bytes, the reply read
   by httptools; latency from just before each send.
@@ -58,8 +60,11 @@ def exchange(sock: socket.socket, request: bytes) -> int:
     return parser.get_status_code()
 
 
-def rest_closed(seconds: float, address: str, path: str, body: bytes) -> list[float]:
+def rest_closed(seconds: float, address: str, path: str, body: bytes, warmup: float) -> list[float]:
     sock, request = rest_connection(address), rest_request(address, path, body)
+    end = time.perf_counter() + warmup
+    while time.perf_counter() < end:
+        exchange(sock, request)
     latencies, end = [], time.perf_counter() + seconds
     while (started := time.perf_counter()) < end:
         if exchange(sock, request) != 200:
@@ -69,28 +74,34 @@ def rest_closed(seconds: float, address: str, path: str, body: bytes) -> list[fl
     return latencies
 
 
-def rest_open(seconds: float, address: str, path: str, body: bytes, rate: float) -> list[float]:
+def rest_open(
+    seconds: float, address: str, path: str, body: bytes, rate: float, warmup: float
+) -> list[float]:
     sock, request = rest_connection(address), rest_request(address, path, body)
     latencies, start = [], time.perf_counter() + 0.05
-    for index in range(int(seconds * rate)):
+    skipped = int(warmup * rate)  # the warm-up's arrivals, on the same schedule, not counted
+    for index in range(skipped + int(seconds * rate)):
         scheduled = start + index / rate
         wait = scheduled - time.perf_counter()
         if wait > 0:
             time.sleep(wait)
         if exchange(sock, request) != 200:
             raise RuntimeError("a reply other than 200")
-        latencies.append(time.perf_counter() - scheduled)
+        if index >= skipped:
+            latencies.append(time.perf_counter() - scheduled)
     sock.close()
     return latencies
 
 
-def grpc_closed(seconds: float, address: str, method: str, body: bytes) -> list[float]:
+def grpc_closed(seconds: float, address: str, method: str, body: bytes, warmup: float) -> list[float]:
     import grpc
 
     options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
     with grpc.insecure_channel(address, options=options) as channel:
         call = channel.unary_unary(method)
-        call(body, timeout=10)  # connect before the clock starts
+        end = time.perf_counter() + warmup  # connected and warm before the clock starts
+        while time.perf_counter() < end:
+            call(body, timeout=10)
         latencies, end = [], time.perf_counter() + seconds
         while (started := time.perf_counter()) < end:
             call(body, timeout=10)
@@ -99,17 +110,18 @@ def grpc_closed(seconds: float, address: str, method: str, body: bytes) -> list[
 
 
 def main() -> None:
-    kind, seconds, address, path, body_file = sys.argv[1:6]
+    kind, seconds, address, path, body_file, rate, warmup = sys.argv[1:8]
     body = Path(body_file).read_bytes()
     if kind == "rest":
-        found = rest_closed(float(seconds), address, path, body)
+        found = rest_closed(float(seconds), address, path, body, float(warmup))
     elif kind == "rest-open":
-        found = rest_open(float(seconds), address, path, body, float(sys.argv[6]))
+        found = rest_open(float(seconds), address, path, body, float(rate), float(warmup))
     else:
-        found = grpc_closed(float(seconds), address, path, body)
+        found = grpc_closed(float(seconds), address, path, body, float(warmup))
     micros = np.array(found) * 1e6
     print(json.dumps({"p50_us": float(np.percentile(micros, 50)), "p99_us": float(np.percentile(micros, 99)),
-                      "rps": len(found) / float(seconds), "requests": len(found)}))  # fmt: skip
+                      "mean_us": float(micros.mean()), "rps": len(found) / float(seconds),
+                      "requests": len(found)}))  # fmt: skip
 
 
 if __name__ == "__main__":
