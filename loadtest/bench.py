@@ -27,7 +27,7 @@ from serveoff.loadtest.warmup import describe as describe_warmup
 from serveoff.loadtest.warmup import settle
 from serveoff.models.artifacts import ArtifactLayout, require_manifest
 from serveoff.serving import runtimes
-from serveoff.serving.base import Endpoints, WireRequest
+from serveoff.serving.base import WireRequest
 from serveoff.serving.fleet import Record, usage_of, usage_source
 from serveoff.serving.metrics import scrape
 from serveoff.serving.resources import (
@@ -102,11 +102,11 @@ def shared_config(records: list[Record]) -> ServerConfig | None:
             f"the running servers have different resource settings ({described}); restart them with one "
             "setting (`serveoff down`, then `serveoff up`)"
         )
-    return records[0].server_config if records else None
+    return records[0].config if records else None
 
 
 def _setting(rec: Record) -> dict:
-    return rec.config | {"launcher": "native" if rec.container is None else "container",
+    return rec.config.to_json() | {"launcher": "native" if rec.container is None else "container",
                          "memory_limit_bytes": rec.memory_bytes}  # fmt: skip
 
 
@@ -157,14 +157,14 @@ def build_subjects(
             server_layout = rec.layouts[model]
             _same_artifact(layout, server_layout, target)
             wire = server_class(target.system).wire_request(
-                Endpoints(**rec.endpoints), server_layout, target.protocol, batch
+                rec.endpoints, server_layout, target.protocol, batch
             )
             request = {"kind": wire.protocol, "address": wire.address, "path": wire.path,
                        "body": wire.body, "headers": wire.headers}  # fmt: skip
             subjects[model, target.name] = Subject(
                 target, model, request, plan.batch_size, server_source(rec),
                 usage=usages[rec.server],
-                metrics=lambda rec=rec: scrape(rec.endpoints["metrics"]),
+                metrics=lambda rec=rec: scrape(rec.endpoints.metrics),
             )  # fmt: skip
     return subjects
 
@@ -310,8 +310,8 @@ def _server_entry(rec: Record) -> dict:
     """What the manifest keeps of one server: versions, setting, where it ran and how its cost is read."""
     return {
         "versions": rec.versions,
-        "config": rec.config,
-        "endpoints": rec.endpoints,
+        "config": rec.config.to_json(),
+        "endpoints": rec.endpoints.to_json(),
         "launcher": rec.launcher,
         "container": rec.container,
         "memory_limit_bytes": rec.memory_bytes,

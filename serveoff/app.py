@@ -131,15 +131,15 @@ def checked_servers(
 ) -> list[str]:
     """The servers asked for (default: all), each checked to be runnable here and to honour ``config``
     before anything starts; in containers (``containers``), also their images and memory limit."""
-    from serveoff.serving.container import check_images, in_container
+    from serveoff.serving.container import check_images
     from serveoff.serving.targets import server_class
 
     servers = named_servers(names, config)
-    for name in servers:
-        cls = server_class(name)
-        (in_container(cls) if containers is not None else cls).check_installed()
     if containers is not None:
-        check_images(servers, containers)
+        check_images(servers, containers)  # the engine answers, and every image is here
+        return servers
+    for name in servers:
+        server_class(name).check_installed()
     return servers
 
 
@@ -170,8 +170,8 @@ def start_up(servers: list[str], models: list[str], config: ServerConfig, contai
     records = fleet.start_servers(servers, layouts, config, workdir, state, docker=containers)
     for rec in records:
         where = f"container {rec.container[:12]}" if rec.container else "native"
-        typer.echo(f"{rec.server} ({where}): REST {rec.endpoints['rest']}  gRPC {rec.endpoints['grpc']}  "
-                   f"metrics {rec.endpoints['metrics']}  models {', '.join(rec.models)}")  # fmt: skip
+        typer.echo(f"{rec.server} ({where}): REST {rec.endpoints.rest}  gRPC {rec.endpoints.grpc}  "
+                   f"metrics {rec.endpoints.metrics}  models {', '.join(rec.models)}")  # fmt: skip
     typer.echo(f"stop them with: serveoff down (recorded in {state})")
 
 

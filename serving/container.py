@@ -1,8 +1,8 @@
 """Servers in Docker containers, started with the docker SDK behind the same ``Server`` interface.
 
-``in_container(TorchServe)`` is TorchServe run from its image instead of the venv: the server class
-still writes its configuration and speaks its protocols; this module only replaces how it is started,
-stopped and measured. Every container gets:
+``ContainerServer(TorchServe(...), options)`` is TorchServe run from its image instead of the venv: the
+server still writes its configuration and speaks its protocols; this launcher, shared by every server,
+only replaces how it is started, stopped and measured. Every container gets:
 
 - the same CPU set and memory limit (no swap) as every other server of the run: a fair comparison;
 - its public ports published on the host's 127.0.0.1 only, at the same numbers inside and outside;
@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import numpy as np
 import psutil
 from docker.errors import DockerException, ImageNotFound, NotFound
 
 from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout
-from serveoff.serving.base import Server
+from serveoff.serving.base import Endpoints, Server, WireRequest
 from serveoff.serving.process import ServerError, Watched, await_ready, ensure_port_free
 from serveoff.serving.resources import ServerConfig
 
@@ -232,36 +233,69 @@ def _interpolate(samples: list[tuple[float, float]], moment: float) -> float:
     return v0 + (v1 - v0) * (moment - t0) / (t1 - t0)
 
 
-class ContainerServer(Server):
-    """The start, stop and measurement of a server run from its image; mixed into a server class."""
+class ContainerServer:
+    """A server run from its Docker image: a launcher that holds the server, not a subclass of it.
+
+    The server writes its configuration (``write_launch``) and speaks its protocols; this launcher starts
+    the container, stops it, measures it and diagnoses it, the same way for every server.
+    """
 
     launcher = "docker"
 
-    def __init__(
-        self,
-        models: list[ArtifactLayout],
-        config: ServerConfig,
-        workdir: Path,
-        port_base: int,
-        options: ContainerOptions,
-    ) -> None:
-        super().__init__(models, config, workdir, port_base)
+    def __init__(self, server: Server, options: ContainerOptions) -> None:
+        self.server = server
         self.memory = options.memory
-        self.image = options.images.get(self.name, self.default_image)
+        self.image = options.images.get(server.name, server.default_image)
         self.mounts = options.mounts
         self.container: Any = None
 
-    @classmethod
-    def check_installed(cls) -> None:
-        docker_client()
+    @property
+    def name(self) -> str:
+        return self.server.name
+
+    @property
+    def title(self) -> str:
+        return self.server.title
+
+    @property
+    def models(self) -> list[ArtifactLayout]:
+        return self.server.models
+
+    @property
+    def config(self) -> ServerConfig:
+        return self.server.config
+
+    @property
+    def workdir(self) -> Path:
+        return self.server.workdir
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return self.server.endpoints
+
+    def wire_request(self, endpoints: Endpoints, layout: ArtifactLayout, protocol: str,
+                     batch: np.ndarray) -> WireRequest:  # fmt: skip
+        return self.server.wire_request(endpoints, layout, protocol, batch)
+
+    def decode_reply(self, layout: ArtifactLayout, protocol: str, body: bytes) -> np.ndarray:
+        return self.server.decode_reply(layout, protocol, body)
+
+    def metrics(self) -> dict[str, float]:
+        """The server's own metrics, scraped through the published port; a failed scrape is diagnosed."""
+        from serveoff.serving.metrics import scrape
+
+        try:
+            return scrape(self.endpoints.metrics)
+        except ServeoffError as err:
+            raise self.diagnose(str(err), True) from None
 
     def start(self, timeout: float = 180.0) -> None:
         client = docker_client()
         local_image(client, self.image, self.name)
-        for port in self.public_ports():
+        for port in self.server.public_ports():
             ensure_port_free(port, f"{self.title} published port")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        launch = self.write_launch()
+        launch = self.server.write_launch()
         self.container = client.containers.create(
             self.image,
             launch.argv[1:],
@@ -272,7 +306,7 @@ class ContainerServer(Server):
             cpuset_cpus=",".join(map(str, self.config.cpus)) if self.config.cpus else None,
             mem_limit=self.memory,
             memswap_limit=self.memory,
-            ports={f"{port}/tcp": ("127.0.0.1", port) for port in self.public_ports()},
+            ports={f"{port}/tcp": ("127.0.0.1", port) for port in self.server.public_ports()},
             volumes=self._volumes(),
             labels={LABEL: self.name},
             init=True,  # PID 1 forwards `docker stop`'s SIGTERM to the server
@@ -280,7 +314,7 @@ class ContainerServer(Server):
         try:
             self._start_container()
             watched = Watched(f"the {self.title} container", self._exit_reason, lambda _: self._log_tail())
-            await_ready(self.answering, watched, timeout)
+            await_ready(self.server.answering, watched, timeout)
         except BaseException:
             self.stop()
             raise
@@ -293,13 +327,13 @@ class ContainerServer(Server):
         self.container = None
 
     def processes(self) -> list[psutil.Process]:
-        return []  # the engine's processes, possibly on another machine: measured by usage()
+        return []  # the engine's processes, possibly on another machine: measured by ContainerUsage
 
     def pids(self) -> list[int]:
         return []
 
     def versions(self) -> dict[str, str]:
-        return versions_in(type(self), self.container)
+        return versions_in(type(self.server), self.container)
 
     def diagnose(self, problem: str, lost: bool = False) -> ServerError:
         gone = self._exit_reason()
@@ -308,6 +342,13 @@ class ContainerServer(Server):
             return ServerError(f"{problem}; the {self.title} container {gone}; its output:\n{tail}")
         where = self.container.short_id if self.container is not None else "(not started)"
         return ServerError(f"{problem}; the {self.title} container {where} is still running")
+
+    def __enter__(self) -> ContainerServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def _start_container(self) -> None:
         try:
@@ -364,8 +405,3 @@ def remove_container(container: Any, log: Path) -> None:
         pass
     except DockerException as err:
         raise ServeoffError(f"could not remove container {container.short_id}: {err}") from None
-
-
-def in_container(server: type[Server]) -> type[ContainerServer]:
-    """``server`` run from its Docker image: same configuration and protocols, other launcher."""
-    return type(f"{server.__name__}InContainer", (ContainerServer, server), {"__module__": __name__})

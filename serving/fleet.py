@@ -11,13 +11,12 @@ from docker.errors import NotFound
 
 from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout
-from serveoff.serving.base import Server
+from serveoff.serving.base import Endpoints, Server
 from serveoff.serving.container import (
     ContainerOptions,
     ContainerServer,
     ContainerUsage,
     docker_client,
-    in_container,
     remove_container,
 )
 from serveoff.serving.process import session_members, terminate
@@ -26,24 +25,30 @@ from serveoff.serving.targets import server_class
 from serveoff.serving.usage import ProcessUsage, Usage
 from serveoff.signals import deferred
 
-STATE_SCHEMA = "serveoff.servers/3"
+STATE_SCHEMA = "serveoff.servers/4"
+# Version 3 kept endpoints and the config as plain objects too, but wrote session 0 and started_at 0.0 for a
+# server in a container; version 4 writes null there. Both read.
+READ_SCHEMAS = ("serveoff.servers/3", STATE_SCHEMA)
 STALE_STATE = "delete it if no server of serveoff runs"
 NATIVE = "native"
 
 
 @dataclass(frozen=True)
 class Record:
-    """A server that `serveoff up` left running: enough to find and stop its processes later."""
+    """A server that `serveoff up` (or `run`, or compose) left running: enough to use it, measure its cost
+    and stop exactly it later."""
 
     server: str
-    session: int  # PID of the process serveoff started; its session holds every process of the server
-    started_at: float  # that process's create time, so a reused PID is never mistaken for it
-    endpoints: dict
+    endpoints: Endpoints
     models: dict[str, str]  # model name -> its artifact directory
-    config: dict  # the ServerConfig it runs under
+    config: ServerConfig
     versions: dict[str, str]
     log: str
     launcher: str = NATIVE  # "native", "docker" (serveoff started the container) or "compose" (compose did)
+    # native: the PID of the process serveoff started (its session holds every process of the server) and
+    # its create time, so a reused PID is never mistaken for it
+    session: int | None = None
+    started_at: float | None = None
     container: str | None = None  # the container's ID, when in one
     memory_bytes: int | None = None  # the container's memory limit
 
@@ -52,9 +57,22 @@ class Record:
         """The built artifacts of the models it serves."""
         return {name: ArtifactLayout(Path(root), name) for name, root in self.models.items()}
 
-    @property
-    def server_config(self) -> ServerConfig:
-        return ServerConfig.from_json(self.config)
+    def to_json(self) -> dict:
+        """The record as the servers file keeps it."""
+        return vars(self) | {"endpoints": self.endpoints.to_json(), "config": self.config.to_json()}
+
+    @classmethod
+    def from_json(cls, entry: dict) -> Record:
+        """A record ``to_json`` wrote (or version 3 did); ``TypeError`` or ``ValueError`` when malformed."""
+        if not isinstance(entry, dict) or not isinstance(entry.get("endpoints"), dict):
+            raise TypeError("a server entry and its endpoints must be objects")
+        if not isinstance(entry.get("config"), dict):
+            raise TypeError("a server's config must be an object")
+        fields = entry | {"endpoints": Endpoints(**entry["endpoints"]),
+                          "config": ServerConfig.from_json(entry["config"])}  # fmt: skip
+        if fields.get("container") is not None:  # version 3's stand-ins for "no process of ours"
+            fields |= {"session": None, "started_at": None}
+        return _checked(cls(**fields))
 
 
 def start_servers(
@@ -73,7 +91,7 @@ def start_servers(
     When one fails to start, those already started are stopped and nothing is recorded.
     """
     check_none_running(state)
-    started: list[Server] = []
+    started: list[Server | ContainerServer] = []
     try:
         for name in names:
             cls = server_class(name)
@@ -103,28 +121,25 @@ def launch(
     workdir: Path,
     port_base: int,
     docker: ContainerOptions | None,
-) -> Server:
+) -> Server | ContainerServer:
     """A server (not started yet): native, or from its Docker image with ``docker``."""
-    if docker is None:
-        return cls(models, config, workdir, port_base)
-    return in_container(cls)(models, config, workdir, port_base, docker)
+    server = cls(models, config, workdir, port_base)
+    return server if docker is None else ContainerServer(server, docker)
 
 
-def record(server: Server) -> Record:
+def record(server: Server | ContainerServer) -> Record:
     """The record of a running server."""
     shared = {
         "server": server.name,
-        "endpoints": server.endpoints.to_json(),
+        "endpoints": server.endpoints,
         "models": {m.name: str(m.root.resolve()) for m in server.models},
-        "config": server.config.to_json(),
+        "config": server.config,
         "versions": server.versions(),
         "log": str(server.workdir),
     }
     if isinstance(server, ContainerServer):
-        return Record(
-            **shared, session=0, started_at=0.0, launcher=server.launcher, container=server.container.id,
-            memory_bytes=server.memory,
-        )  # fmt: skip
+        return Record(**shared, launcher=server.launcher, container=server.container.id,
+                      memory_bytes=server.memory)  # fmt: skip
     root = server.pids()[0]
     return Record(**shared, session=root, started_at=psutil.Process(root).create_time())
 
@@ -133,7 +148,7 @@ def write_state(path: Path, records: list[Record]) -> None:
     """Write the state file atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    doc = {"schema": STATE_SCHEMA, "servers": [vars(r) for r in records]}
+    doc = {"schema": STATE_SCHEMA, "servers": [r.to_json() for r in records]}
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
     tmp.replace(path)
 
@@ -147,18 +162,20 @@ def read_state(path: Path) -> list[Record]:
     except (OSError, ValueError) as err:
         raise ServeoffError(f"cannot read {path}: {err}; {STALE_STATE}") from None
     schema = data.get("schema") if isinstance(data, dict) else None
-    if schema != STATE_SCHEMA:
+    if schema not in READ_SCHEMAS:
         raise ServeoffError(f"{path} is not a serveoff servers file (schema {schema!r}); {STALE_STATE}")
     try:
-        return [_checked(Record(**entry)) for entry in data["servers"]]
+        return [Record.from_json(entry) for entry in data["servers"]]
     except (KeyError, TypeError, ValueError) as err:
         raise ServeoffError(f"{path} is malformed ({type(err).__name__}: {err}); {STALE_STATE}") from None
 
 
 def _checked(rec: Record) -> Record:
     """A record whose fields have the types later steps use (a hand-edited file may say anything)."""
-    typed = {"server": str, "session": int, "started_at": (int, float), "endpoints": dict, "models": dict,
-             "config": dict, "versions": dict, "log": str, "launcher": str}  # fmt: skip
+    native = rec.container is None
+    typed = {"server": str, "models": dict, "versions": dict, "log": str, "launcher": str,
+             "session": int if native else type(None),
+             "started_at": (int, float) if native else type(None)}  # fmt: skip
     wrong = [name for name, kind in typed.items() if not isinstance(getattr(rec, name), kind)]
     if wrong:
         raise ValueError(f"bad {', '.join(wrong)}")
@@ -188,6 +205,8 @@ def usage_source(rec: Record) -> str:
 def processes_of(rec: Record) -> list[psutil.Process]:
     """The live processes of a recorded native server (none when its session is gone or the PID was
     reused)."""
+    if rec.session is None:
+        return []  # not a process of ours: a container
     try:
         root = psutil.Process(rec.session)
         if abs(root.create_time() - rec.started_at) > 1.0:

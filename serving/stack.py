@@ -110,11 +110,9 @@ def attach(stack: Path) -> list[Record]:
         records.append(
             Record(
                 server=name,
-                session=0,
-                started_at=0.0,
-                endpoints=cls.endpoints_at(name, entry["port_base"]).to_json(),
+                endpoints=cls.endpoints_at(name, entry["port_base"]),
                 models=doc["models"],
-                config=doc["config"],
+                config=ServerConfig.from_json(doc["config"]),
                 versions=versions_in(cls, container),
                 log=f"docker logs {container.name}",
                 launcher=COMPOSE,

@@ -83,7 +83,7 @@ def send_grpc(request: WireRequest) -> grpc.RpcError | None:
 
 def requests_counted(state: Path) -> float:
     (record,) = fleet.read_state(state)
-    metrics = scrape(record.endpoints["metrics"])
+    metrics = scrape(record.endpoints.metrics)
     return sum(v for k, v in metrics.items() if k.startswith(":tensorflow:serving:request_count{"))
 
 

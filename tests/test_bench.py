@@ -183,7 +183,7 @@ def test_open_loop_shows_a_200ms_stall_in_the_tail_of_the_queued_requests(server
     (record,) = [r for r in fleet.read_state(servers) if r.server == "torchserve"]
 
     def served() -> float:
-        return sum(v for k, v in scrape(record.endpoints["metrics"]).items() if "ts_inference_requests" in k)
+        return sum(v for k, v in scrape(record.endpoints.metrics).items() if "ts_inference_requests" in k)
 
     before = served()
     args = ["bench", "--state", str(servers), "--out", str(tmp_path), "--run-id", "stall", "--load", "open"]

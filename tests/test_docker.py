@@ -23,7 +23,7 @@ from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout
 from serveoff.models.build import BuildResult
 from serveoff.serving import fleet, runtimes
-from serveoff.serving.container import LABEL, ContainerOptions, ContainerUsage, in_container
+from serveoff.serving.container import LABEL, ContainerOptions, ContainerServer, ContainerUsage
 from serveoff.serving.process import ServerError, free_port_base
 from serveoff.serving.resources import server_config
 from serveoff.serving.targets import SERVERS, server_class
@@ -66,7 +66,7 @@ def test_torchserve_runs_in_a_container_under_the_limits_it_was_given(
     config = server_config("matched", cpus=(1,))
     base = free_port_base(5)
     options = ContainerOptions(MEMORY, {"torchserve": image}, host_mounts())
-    server = in_container(TorchServe)([digits], config, tmp_path / "torchserve", base, options)
+    server = ContainerServer(TorchServe([digits], config, tmp_path / "torchserve", base), options)
     state = tmp_path / "servers.json"
     try:
         server.start(timeout=120)
@@ -76,8 +76,8 @@ def test_torchserve_runs_in_a_container_under_the_limits_it_was_given(
             int(port.split("/")[0]): [(b["HostIp"], int(b["HostPort"])) for b in bindings]
             for port, bindings in host["PortBindings"].items()
         }
-        assert published == {p: [("127.0.0.1", p)] for p in server.public_ports()}
-        management = f"http://127.0.0.1:{server.ports.management}/models"
+        assert published == {p: [("127.0.0.1", p)] for p in server.server.public_ports()}
+        management = f"http://127.0.0.1:{server.server.ports.management}/models"
         with pytest.raises(requests.ConnectionError):
             requests.get(management, timeout=2)  # bound inside the container only, never published
 
@@ -117,7 +117,7 @@ def test_a_server_that_dies_in_its_container_is_reported_with_its_output(
     layout = ArtifactLayout(broken, digits.name)
     options = ContainerOptions(MEMORY, {"tfserving": image}, host_mounts())
     config = server_config("matched", cpus=(1,))
-    server = in_container(TFServing)([layout], config, tmp_path / "tfserving", free_port_base(2), options)
+    server = ContainerServer(TFServing([layout], config, tmp_path / "tfserving", free_port_base(2)), options)
     dead = r"(?s)container exited with code \d+ while starting:\n.*digits-mlp"
     with pytest.raises(ServerError, match=dead):
         server.start(timeout=60)
@@ -130,7 +130,7 @@ def test_a_missing_image_is_one_line(client, digits, tmp_path) -> None:
         client.images.get(missing)
     options = ContainerOptions(MEMORY, {"torchserve": missing})
     config = server_config("matched")
-    server = in_container(TorchServe)([digits], config, tmp_path, free_port_base(5), options)
+    server = ContainerServer(TorchServe([digits], config, tmp_path, free_port_base(5)), options)
     with pytest.raises(ServeoffError, match=f"Docker image {missing} is not here; build it with "
                        "`docker compose build torchserve`"):  # fmt: skip
         server.start()

@@ -50,7 +50,7 @@ def test_up_records_the_servers_and_down_stops_exactly_them(digits, tmp_path, ca
         assert saved["servers"][0]["session"] == rec.session
         sample = np.load(digits.samples)[:2]
         reply = requests.post(
-            f"{rec.endpoints['rest']}/predictions/digits-mlp", json={"instances": sample.tolist()}, timeout=30
+            f"{rec.endpoints.rest}/predictions/digits-mlp", json={"instances": sample.tolist()}, timeout=30
         )
         assert reply.status_code == 200 and len(reply.json()["predictions"]) == 2
 
@@ -112,6 +112,26 @@ def test_up_rejects_bad_values_in_one_line(args, message, tmp_path: Path, capsys
     assert not (tmp_path / "s.json").exists()
 
 
+ENDPOINTS = {"rest": "http://127.0.0.1:1", "grpc": "127.0.0.1:2", "metrics": "http://127.0.0.1:1/metrics"}
+
+
+def test_a_version_3_servers_file_still_reads_with_typed_fields(tmp_path: Path) -> None:
+    config = server_config("matched", cpus=(0,))
+    container = {"server": "torchserve", "session": 0, "started_at": 0.0, "endpoints": ENDPOINTS,
+                 "models": {"digits-mlp": "/a"}, "config": config.to_json(), "versions": {},
+                 "log": "/w", "launcher": "docker", "container": "abc", "memory_bytes": 2**30}  # fmt: skip
+    state = tmp_path / "servers.json"
+    state.write_text(json.dumps({"schema": "serveoff.servers/3", "servers": [container]}))
+    (rec,) = fleet.read_state(state)
+    assert rec.config == config and rec.endpoints.grpc == "127.0.0.1:2"
+    assert (rec.session, rec.started_at, rec.container) == (None, None, "abc"), "no stand-in PID 0 is kept"
+    assert fleet.processes_of(rec) == []
+    fleet.write_state(state, [rec])
+    saved = json.loads(state.read_text())
+    assert saved["schema"] == "serveoff.servers/4" and saved["servers"][0]["session"] is None
+    assert fleet.read_state(state) == [rec]
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -121,8 +141,9 @@ def test_up_rejects_bad_values_in_one_line(args, message, tmp_path: Path, capsys
         ('{"schema": "serveoff.servers/3", "servers": [{"server": "ts"}]}', "is malformed (TypeError"),
         ('{"schema": "serveoff.servers/3", "servers": "ts"}', "is malformed (TypeError"),
         (json.dumps({"schema": fleet.STATE_SCHEMA, "servers": [{
-            "server": "torchserve", "session": "12", "started_at": 0.0, "endpoints": {}, "models": {},
-            "config": {}, "versions": {}, "log": "x"}]}), "is malformed (ValueError: bad session"),
+            "server": "torchserve", "session": "12", "started_at": 0.0, "models": {}, "versions": {},
+            "log": "x", "endpoints": ENDPOINTS, "config": server_config("matched").to_json()}]}),
+         "is malformed (ValueError: bad session"),
     ],
 )  # fmt: skip
 def test_a_malformed_servers_file_is_one_line(content, message, tmp_path, capsys, monkeypatch) -> None:
