@@ -262,6 +262,7 @@ def run_manifest(
         "libraries": library_versions(),
         "servers": {rec.server: _server_entry(rec) for rec in records},
         "baseline_of": {name: server_class(name).framework for name in SERVERS},
+        "systems": systems_entry(records, plan),
         "baselines": {
             "runtimes": {
                 t.name: {"title": runtimes.get(t.name).title, "versions": runtimes.versions(t.name)}
@@ -293,6 +294,15 @@ def run_manifest(
         "windows": plan.policy.to_json(),
         "drift_control": DRIFT_CONTROL,
     }
+
+
+def systems_entry(records: list[Record], plan: BenchPlan) -> dict:
+    """How the report names each system of the run, and what a user of it should know about its upkeep."""
+    servers = {rec.server: server_class(rec.server) for rec in records}
+    entry = {name: {"title": cls.title, "status": cls.status} for name, cls in servers.items()}
+    for system in dict.fromkeys(t.system for t in plan.targets if t.is_baseline):
+        entry[system] = {"title": runtimes.SYSTEM_TITLES.get(system, system), "status": None}
+    return entry
 
 
 def _model_entry(model: str, records: list[Record], artifacts: Path) -> dict:

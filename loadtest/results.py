@@ -1,11 +1,13 @@
 """``results/<run-id>/results.json``: the contract between the load test, the report and the gate.
 
-Schema ``serveoff.results/2`` (files of ``serveoff.results/1``, which lack ``runtimes``, still read)::
+Schema ``serveoff.results/3`` (files of ``/2``, which lack ``manifest.systems``, and of ``/1``, which also
+lack ``runtimes``, still read)::
 
     schema, run_id, status ("running" | "complete" | "partial"), error (null or the reason it stopped),
     started_at, finished_at,
     manifest: versions of servers, frameworks and libraries; CPU, cores, pinning; configs; git commit;
-              the load plan, window policy and drift control,
+              the load plan, window policy and drift control; systems: how reports name each server
+              and baseline (title) and what to know about its upkeep (status),
     points: one entry per (model, target, load point): statistics with confidence intervals, cost,
             server metrics, the flags stable, client_bound, overloaded (with why) and generator_bound,
             the merged and per-window latency histograms (HdrHistogram, base64),
@@ -35,8 +37,9 @@ if TYPE_CHECKING:
     from serveoff.loadtest.startup import RuntimeStartup
     from serveoff.loadtest.warmup import Warmup
 
-SCHEMA = "serveoff.results/2"
-READABLE = ("serveoff.results/1", SCHEMA)  # /1: no runtimes[]
+SCHEMA = "serveoff.results/3"
+# /1: no runtimes[]; /2: no manifest.systems (the report then takes the titles from the registry)
+READABLE = ("serveoff.results/1", "serveoff.results/2", SCHEMA)
 RESULTS_FILE = "results.json"
 TAX_PERCENTILES = ("p50", "p99")
 
@@ -311,6 +314,9 @@ class PointResult:
     peak_rss_mib: float | None = None
     server_metrics: dict | None = None  # {"delta": {...}} or {"error": "..."}
     extra: dict = field(default_factory=dict)
+    # how the run's manifest names the point's system ("TorchServe"): filled in by the report when it reads
+    # the run (``report.runs.Run``), not stored in the point
+    system_title: str = ""
 
     @property
     def answered(self) -> bool:

@@ -19,7 +19,7 @@ import yaml
 from serveoff.errors import ServeoffError
 from serveoff.loadtest.results import Estimate, PointResult, Summary
 from serveoff.report.readiness import PROBE_FORMS, check_probe_predicate, judge_probe
-from serveoff.report.runs import PROTOCOL_TITLES, Run, system_title, target_title
+from serveoff.report.runs import PROTOCOL_TITLES, Run, target_title
 from serveoff.report.yaml_errors import yaml_problem
 from serveoff.serving.targets import BASELINES, SERVERS
 
@@ -327,9 +327,10 @@ def _check(predicate: dict, run: Run) -> _Result:
             return absent
     metric = METRICS[predicate["metric"]]
     matched = _select(_matches(a, b, run), predicate["at"])
+    a_title, b_title = _title(a, run), _title(b, run)
     if not matched:
         same = "model, phase, load and protocol" if _by_protocol(a, b) else "model, phase and load"
-        reason = f"{_title(a)} and {_title(b)} never ran at the same {same}"
+        reason = f"{a_title} and {b_title} never ran at the same {same}"
         return _Result("not testable", UNTESTABLE + reason, [])
     pairs = []
     for pa, pb in matched:
@@ -337,22 +338,22 @@ def _check(predicate: dict, run: Run) -> _Result:
         if ia is not None and ib is not None:
             pairs.append(_Pair(pa, pb, ia, ib))
     if not pairs:
-        reason = f"{metric.title} was not measured at any matched point of {_title(a)} and {_title(b)}"
+        reason = f"{metric.title} was not measured at any matched point of {a_title} and {b_title}"
         return _Result("not testable", UNTESTABLE + reason, [])
     if kind == "similar":
-        return _similar(predicate, metric, a, b, pairs)
-    return _ordering(kind, predicate, metric, a, b, pairs)
+        return _similar(predicate, metric, a_title, b_title, pairs)
+    return _ordering(kind, predicate, metric, a_title, b_title, pairs)
 
 
 def _absent(name: str, run: Run) -> _Result | None:
     """Why ``name`` cannot be judged on this run (a test double, or no points), or None."""
     system = name.partition(":")[0]
     if system in run.test_doubles():
-        reason = f"no {system_title(system)} results (the {system} figures came from a test double)"
+        reason = f"no {run.system_title(system)} results (the {system} figures came from a test double)"
         note = f"the {system} points came from {run.source_of(system)}, a test double; none of them was used"
         return _Result("not testable", UNTESTABLE + reason, [note])
     if not any(_names(name, point) for point in run.points):
-        return _Result("not testable", UNTESTABLE + f"no results for {_title(name)}", [])
+        return _Result("not testable", UNTESTABLE + f"no results for {_title(name, run)}", [])
     return None
 
 
@@ -419,7 +420,7 @@ def _beats(x: Interval, y: Interval, lower_is_better: bool, margin: float, stric
 
 
 def _ordering(kind: str, predicate: dict, metric: Metric, a: str, b: str, pairs: list[_Pair]) -> _Result:
-    """``better`` and ``not_worse``: A's interval against B's at every pair."""
+    """``better`` and ``not_worse``: A's interval against B's at every pair (``a``, ``b``: their titles)."""
     margin = predicate.get("by_at_least", 0.0)
     strict = kind == "better"
     word = "better" if strict else "no worse"
@@ -439,23 +440,24 @@ def _ordering(kind: str, predicate: dict, metric: Metric, a: str, b: str, pairs:
     adjective = "lower" if metric.lower_is_better else "higher"
     if wins_a == n:
         if not strict:
-            reason = f"{_title(a)}'s {metric.title} was no worse than {_title(b)}'s {_every(at, n)}"
+            reason = f"{a}'s {metric.title} was no worse than {b}'s {_every(at, n)}"
             return _Result("supported", reason, evidence)
         lead = f" by at least {_percent(margin)}" if margin else ""
-        reason = f"{_title(a)} had {adjective} {metric.title} than {_title(b)}{lead} {_every(at, n)}"
+        reason = f"{a} had {adjective} {metric.title} than {b}{lead} {_every(at, n)}"
         return _Result("supported", reason + _apart(metric), evidence)
     if wins_b and not wins_a:
-        reason = f"{_title(b)} had {adjective} {metric.title} than {_title(a)} {_some(wins_b, at, n)}"
+        reason = f"{b} had {adjective} {metric.title} than {a} {_some(wins_b, at, n)}"
         return _Result("refuted", reason + _apart(metric), evidence)
     if wins_a or wins_b:
-        reason = f"mixed: {_title(a)} {word} {_some(wins_a, at, n)}, {_title(b)} better at {wins_b}"
+        reason = f"mixed: {a} {word} {_some(wins_a, at, n)}, {b} better at {wins_b}"
         return _Result("inconclusive", reason, evidence)
-    short = f" (or {_title(a)}'s lead is under {_percent(margin)})" if margin else ""
-    reason = f"the confidence intervals of {_title(a)} and {_title(b)} overlap{short} in {metric.title}"
+    short = f" (or {a}'s lead is under {_percent(margin)})" if margin else ""
+    reason = f"the confidence intervals of {a} and {b} overlap{short} in {metric.title}"
     return _Result("inconclusive", f"{reason} {_every(at, n)}", evidence)
 
 
 def _similar(predicate: dict, metric: Metric, a: str, b: str, pairs: list[_Pair]) -> _Result:
+    # a and b: the two sides as the reasons name them (their titles)
     """``similar``: the ratio A/B, bounded by the intervals, against the band 1/(1+within) .. 1+within."""
     within = predicate["within"]
     band = (1 / (1 + within), 1 + within)
@@ -469,7 +471,7 @@ def _similar(predicate: dict, metric: Metric, a: str, b: str, pairs: list[_Pair]
         ratio = f"ratio {_num(lo)} to {_num(hi)}, {verdict} {_percent(within)}"
         evidence.append(f"{_figures(predicate['metric'], metric, pair)}: {ratio}")
     at, n, pct = predicate["at"], len(pairs), _percent(within)
-    both = f"{_title(a)} and {_title(b)}"
+    both = f"{a} and {b}"
     if inside == n:
         reason = f"{both} had {metric.title} within {pct} of each other {_every(at, n)}"
         return _Result("supported", reason, evidence)
@@ -513,13 +515,13 @@ def _all_of(parts: list[_Result]) -> _Result:
 # Wording
 
 
-def _title(name: str) -> str:
+def _title(name: str, run: Run) -> str:
     """How reasons name a system or target: ``TF Serving``, ``TorchServe REST``, ``torch:compiled``."""
     system, _, protocol = name.partition(":")
     if not protocol:
-        return system_title(system)
+        return run.system_title(system)
     if system in SYSTEMS and protocol in PROTOCOL_TITLES:
-        return f"{system_title(system)} {PROTOCOL_TITLES[protocol]}".strip()
+        return f"{run.system_title(system)} {PROTOCOL_TITLES[protocol]}".strip()
     return name
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, NoReturn
@@ -11,11 +11,11 @@ from serveoff.errors import ServeoffError
 from serveoff.loadtest.histograms import PERCENTILES, decode
 from serveoff.loadtest.results import RESULTS_FILE, PointResult, read_results
 from serveoff.serving.base import is_test_double
-from serveoff.serving.runtimes import SYSTEM_TITLES
-from serveoff.serving.targets import SERVERS, server_class
 
-BASELINE_TITLES = SYSTEM_TITLES  # in-process PyTorch, TensorFlow, ONNX Runtime
-PROTOCOL_TITLES = {"rest": "REST", "grpc": "gRPC", "inprocess": "", "compiled": "torch.compile", "xla": "XLA"}
+PROTOCOL_TITLES = {
+    "rest": "REST", "grpc": "gRPC", "v1": "V1 REST",
+    "inprocess": "", "compiled": "torch.compile", "xla": "XLA",
+}  # fmt: skip
 
 
 @dataclass
@@ -34,9 +34,25 @@ class Run:
         return self.doc["manifest"]
 
     @cached_property
+    def systems(self) -> dict[str, dict]:
+        """Per system, its ``title`` and ``status`` as the manifest recorded them (files of schema 2 and
+        older did not: for them, the titles and upkeep notes of this serveoff's registry)."""
+        recorded = self.manifest.get("systems")
+        return recorded if isinstance(recorded, dict) else _registry_systems()
+
+    def system_title(self, system: str) -> str:
+        """How reports name a system: ``TorchServe``, ``TF Serving``, ``in-process PyTorch``."""
+        return (self.systems.get(system) or {}).get("title") or system
+
+    def status(self, system: str) -> str | None:
+        """What a user choosing ``system`` should know about its upkeep, as the manifest recorded it."""
+        return (self.systems.get(system) or {}).get("status")
+
+    @cached_property
     def all_points(self) -> list[PointResult]:
-        """Every point the results list, answered or not."""
-        return [PointResult.from_json(p) for p in self.doc["points"]]
+        """Every point the results list, answered or not, each with its system's title."""
+        points = (PointResult.from_json(p) for p in self.doc["points"])
+        return [replace(p, system_title=self.system_title(p.system)) for p in points]
 
     @cached_property
     def points(self) -> list[PointResult]:
@@ -88,7 +104,7 @@ TEXT, NUMBER, COUNT, FLAG = "a string", "a number", "a whole number of 0 or more
 MAPPING, LIST = "a mapping", "a list"
 POINT_TEXT = ("model", "target", "system", "protocol", "phase", "label", "source")
 RATES = ("throughput_rps", "error_rate", "inferences_per_s")
-MANIFEST_MAPPINGS = ("plan", "fairness", "machine", "models", "windows", "generator", "serveoff")
+MANIFEST_MAPPINGS = ("plan", "fairness", "machine", "models", "windows", "generator", "serveoff", "systems")
 
 
 class _Check:
@@ -138,6 +154,11 @@ class _Check:
         for name in models:
             model = self.get(models, name, "manifest.models", MAPPING)
             self.get(model, "content_hash", f"manifest.models.{name}", TEXT)
+        systems = manifest.get("systems") or {}
+        for name in systems:
+            system = self.get(systems, name, "manifest.systems", MAPPING)
+            self.get(system, "title", f"manifest.systems.{name}", TEXT)
+            self.get(system, "status", f"manifest.systems.{name}", TEXT, optional=True)
         fairness = manifest.get("fairness") or {}
         config = self.get(fairness, "config", "manifest.fairness", MAPPING, optional=True) or {}
         self.get(config, "max_batch_size", "manifest.fairness.config", COUNT, optional=True)
@@ -242,11 +263,14 @@ def point_key(point: PointResult) -> tuple[str, str, str, str]:
     return point.model, point.target, point.phase, point.load_key
 
 
-def system_title(system: str) -> str:
-    """How reports name a system: ``TorchServe``, ``TF Serving``, ``in-process PyTorch``."""
-    if system in SERVERS:
-        return server_class(system).title
-    return BASELINE_TITLES.get(system, system)
+def _registry_systems() -> dict[str, dict]:
+    """The titles and upkeep notes of this serveoff's servers and baselines, for results files that did not
+    record them (schema 2 and older)."""
+    from serveoff.serving.runtimes import SYSTEM_TITLES
+    from serveoff.serving.targets import SERVERS, server_class
+
+    servers = {cls.name: {"title": cls.title, "status": cls.status} for cls in map(server_class, SERVERS)}
+    return servers | {name: {"title": title, "status": None} for name, title in SYSTEM_TITLES.items()}
 
 
 def target_title(point: PointResult) -> str:
@@ -258,4 +282,4 @@ def target_title(point: PointResult) -> str:
     if is_test_double(point.source):
         return f"test double of {point.target}"
     protocol = PROTOCOL_TITLES.get(point.protocol, point.protocol)
-    return f"{system_title(point.system)} {protocol}".strip()
+    return f"{point.system_title or point.system} {protocol}".strip()

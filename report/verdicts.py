@@ -6,8 +6,7 @@ from itertools import combinations
 
 from serveoff.loadtest.results import Estimate, PointResult
 from serveoff.report.format import finite, ms, percent, significant, with_interval
-from serveoff.report.runs import Run, system_title, target_title
-from serveoff.serving.targets import SERVERS, server_class
+from serveoff.report.runs import Run, target_title
 
 SUMMARY_FIGURES = ("throughput_rps", "inferences_per_s", "error_rate", "cpu_s_per_1000")
 
@@ -76,7 +75,7 @@ def _capacity(points: list[PointResult], error_limit: float) -> str:
 
 def _server_against_server(run: Run, points: list[PointResult]) -> list[str]:
     """Per pair of genuinely measured servers and protocol: who is ahead where the CIs do not overlap."""
-    servers = [s for s in SERVERS if run.genuine(s)]
+    servers = [s for s in run.manifest.get("servers", {}) if run.genuine(s)]
     lines = []
     for a, b in combinations(servers, 2):
         for protocol in ("rest", "grpc"):
@@ -90,9 +89,10 @@ def _server_against_server(run: Run, points: list[PointResult]) -> list[str]:
                     faster[a] += 1
                 elif lb.high < la.low:
                     faster[b] += 1
+            wire = protocol.upper() if protocol == "rest" else "gRPC"
             lines.append(
-                f"{protocol.upper() if protocol == 'rest' else 'gRPC'}: lower p50 for {system_title(a)} at "
-                f"{faster[a]} of {len(pairs)} load points, for {system_title(b)} at {faster[b]}; "
+                f"{wire}: lower p50 for {run.system_title(a)} at "
+                f"{faster[a]} of {len(pairs)} load points, for {run.system_title(b)} at {faster[b]}; "
                 "the 95% intervals overlap at the rest."
             )
     return lines
@@ -187,7 +187,7 @@ def notes(run: Run, error_limit: float) -> list[str]:
             "The figures cover the points measured before it stopped."
         )
     for system in dict.fromkeys(p.system for p in run.points):
-        if system in SERVERS and (status := server_class(system).status):
+        if status := run.status(system):
             out.append(status)
     bound = [p for p in run.points if p.flags.client_bound]
     if bound:

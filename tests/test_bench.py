@@ -76,7 +76,10 @@ def test_bench_measures_every_target_into_a_complete_results_file(servers, tmp_p
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"results: {tmp_path / 'all' / 'results.json'}" in done.stdout.splitlines()
     results = results_of(tmp_path / "all")
-    assert results["schema"] == "serveoff.results/2" and results["status"] == "complete"
+    assert results["schema"] == "serveoff.results/3" and results["status"] == "complete"
+    # the report names systems as the run recorded them, not as the code of the day would
+    assert results["manifest"]["systems"]["torchserve"]["title"] == "TorchServe"
+    assert results["manifest"]["systems"]["torch"] == {"title": "in-process PyTorch", "status": None}
     points = results["points"]
     assert len(points) == 12
     # Drift control: every target at c=1, then every target at c=2 in the reverse order.

@@ -11,6 +11,7 @@ import yaml
 from serveoff.errors import ServeoffError
 from serveoff.report.claims import BUILTIN_CLAIMS, STATUSES, Claim, Verdict, evaluate, load_claims
 from serveoff.report.runs import Run
+from serveoff.report.verdicts import notes
 
 TORCHSERVE = "torchserve 0.12.0"
 TFSERVING = "tfserving 2.18.0"
@@ -121,6 +122,21 @@ def test_better_is_supported_when_every_interval_is_clear(tmp_path: Path) -> Non
     assert len(verdict.evidence) == 4
     line = next(e for e in verdict.evidence if e.startswith("digits-mlp c=1 p50: TF Serving REST"))
     assert "TF Serving REST 2.00 ms [1.90, 2.10] vs TorchServe REST 4.00 ms [3.80, 4.20]" in line
+
+
+def test_titles_and_upkeep_notes_come_from_the_run_not_from_the_code(tmp_path: Path) -> None:
+    run = make_run(tmp_path, both_servers(4000, 2000))
+    run.doc["manifest"]["systems"] = {
+        "torchserve": {"title": "TS as recorded", "status": "archived upstream"},
+        "tfserving": {"title": "TFS as recorded", "status": None},
+    }
+    [verdict] = evaluate([claim({"at": "all", "by_at_least": 0.0, **LATENCY})], run)
+    evidence = " ".join(verdict.evidence)
+    assert "TFS as recorded REST 2.00 ms [1.90, 2.10] vs TS as recorded REST 4.00 ms" in evidence
+    assert "TF Serving" not in verdict.reason + evidence
+    assert "archived upstream" in notes(run, 0.01)
+    old = make_run(tmp_path, both_servers(4000, 2000))  # schema 1: no systems recorded
+    assert old.system_title("tfserving") == "TF Serving" and old.system_title("torch") == "in-process PyTorch"
 
 
 def test_better_is_refuted_when_the_other_wins(tmp_path: Path) -> None:

@@ -217,7 +217,7 @@ def without_targets(measured: Path, tmp_path: Path, drop: str) -> Path:
     ("case", "message"),
     [
         ("missing", "does not exist; pass a run directory"),
-        ("schema", "has schema 'serveoff.results/0', not 'serveoff.results/2'"),
+        ("schema", "has schema 'serveoff.results/0', not 'serveoff.results/3'"),
         ("targets", "targets"),
         ("rules", "rules"),
         ("claims", "claim 'mine'"),
