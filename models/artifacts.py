@@ -4,11 +4,12 @@
   manifest.json            what was built, from what, with which versions
   parity.json              TorchScript vs SavedModel figures, and every in-process runtime's
   samples.npy              a few held-out wire-format inputs, for payloads
-  torchscript/model.pt     the in-process PyTorch artifact
-  torchserve/<name>.mar    TorchServe's model store
-  tfserving/<name>/1/      TF Serving's model base path and version
+  torchscript/model.pt     the TorchScript file (in-process PyTorch, KServe)
+  savedmodel/              the SavedModel (in-process TensorFlow)
   torch-export/model.pt2   the exported program torch:compiled compiles (zoo builds)
   onnx/model.onnx          the ONNX export onnx:inprocess runs
+  <server>/                what a server's packaging step made of them (``server_dir``), e.g.
+                           torchserve/<name>.mar, tfserving/<name>/1 (a link to savedmodel/)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from serveoff.errors import ServeoffError
 
-SCHEMA = "serveoff.artifact/1"
+SCHEMA = "serveoff.artifact/2"  # /1 kept the SavedModel inside TF Serving's folder: rebuilt, not read
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$", re.IGNORECASE)
 VERSIONED_PACKAGES = ("torch", "tensorflow", "keras", "torchserve", "torch-model-archiver", "numpy")
 
@@ -71,28 +72,20 @@ class ArtifactLayout:
         return self.root / "torchscript" / "model.pt"
 
     @property
-    def model_store(self) -> Path:
-        return self.root / "torchserve"
-
-    @property
-    def mar(self) -> Path:
-        return self.model_store / f"{self.name}.mar"
-
-    @property
-    def tfserving_root(self) -> Path:
-        return self.root / "tfserving"
-
-    @property
     def savedmodel(self) -> Path:
-        return self.tfserving_root / self.name / "1"
+        return self.root / "savedmodel"
+
+    def server_dir(self, server: str) -> Path:
+        """Where server ``server``'s packaging step writes what it serves (its own layout below it)."""
+        return self.root / server
 
     def files(self) -> dict[str, str]:
-        """Every file the manifest promises, relative to the root."""
+        """Every file of the build itself that the manifest promises, relative to the root (the servers'
+        packaging and the runtimes add theirs)."""
         paths = {
             "parity": self.parity,
             "samples": self.samples,
             "torchscript": self.torchscript,
-            "mar": self.mar,
             "savedmodel": self.savedmodel,
         }
         return {key: str(path.relative_to(self.root)) for key, path in paths.items()}

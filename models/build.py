@@ -37,8 +37,7 @@ from serveoff.models.runtime_build import RuntimeBuild, build_runtimes
 from serveoff.models.spec import Architecture, InputSpec
 from serveoff.models.train import train
 from serveoff.serving import runtimes
-from serveoff.serving.tfserving import package as tfserving_package
-from serveoff.serving.torchserve import package as torchserve_package
+from serveoff.serving.targets import SERVERS, server_class
 
 SAMPLES_KEPT = 8
 NPY_MAGIC = np.lib.format.MAGIC_PREFIX  # how every .npy file begins
@@ -56,12 +55,12 @@ class BuildResult:
 
 
 def code_fingerprint() -> str:
-    """A hash of the code that turns a model into artifacts (models, the runtimes and both packagers)."""
+    """A hash of the code that turns a model into artifacts (models, the runtimes and every registered
+    server's packaging step)."""
     digest = hashlib.sha256()
     models = sorted(Path(serveoff.models.__file__).parent.rglob("*.py"))
     models += sorted(Path(runtimes.__file__).parent.glob("*.py"))
-    packagers = [Path(p.__file__) for p in (torchserve_package, tfserving_package)]
-    packagers.append(torchserve_package.HANDLER)
+    packagers = dict.fromkeys(path for name in SERVERS for path in server_class(name).packaging_code)
     for path in [*models, *packagers]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
@@ -158,13 +157,14 @@ def build_zoo_model(
         report = check_parity(name, layout, data.x_heldout, atol, log)
         built = build_runtimes(name, layout, module, data.x_heldout, atol, log)
         write_parity(layout, report, built)
-        torchserve_package.make_mar(name, layout.torchscript, arch.input, layout.model_store)
+        packaged = package_for_servers(layout, arch.input)
         np.save(layout.samples, data.x_heldout[:SAMPLES_KEPT])
         write_manifest(
             layout,
             source="zoo",
             content_hash=content_hash,
             input_spec=arch.input,
+            packaged=packaged,
             output={"name": OUTPUT_NAME, "dtype": "float32", "shape": [arch.num_classes]},
             details={"description": arch.description, "config": arch.config(), "seed": seed},
             built=built,
@@ -210,17 +210,18 @@ def build_user_model(
         layout = ArtifactLayout(staging, name)
         layout.torchscript.parent.mkdir(parents=True)
         shutil.copyfile(torchscript, layout.torchscript)
-        tfserving_package.place_savedmodel(savedmodel, layout.tfserving_root, name)
+        shutil.copytree(savedmodel, layout.savedmodel)
         report = check_parity(name, layout, samples, atol, log)
         built = build_runtimes(name, layout, None, samples, atol, log)
         write_parity(layout, report, built)
-        torchserve_package.make_mar(name, layout.torchscript, input_spec, layout.model_store)
+        packaged = package_for_servers(layout, input_spec)
         np.save(layout.samples, samples[:SAMPLES_KEPT])
         write_manifest(
             layout,
             source="user",
             content_hash=content_hash,
             input_spec=input_spec,
+            packaged=packaged,
             output={
                 "name": tf_runner.output.name,
                 "dtype": tf_runner.output.dtype,
@@ -327,12 +328,23 @@ def write_parity(layout: ArtifactLayout, report: ParityReport, built: RuntimeBui
     layout.parity.write_text(json.dumps(doc, indent=2) + "\n")
 
 
+def package_for_servers(layout: ArtifactLayout, input_spec: InputSpec) -> dict[str, str]:
+    """Every registered server's packaging step on the built artifacts; the files they wrote, relative to
+    the artifact directory, for the manifest."""
+    files = {}
+    for name in SERVERS:
+        for key, path in server_class(name).package(layout, input_spec).items():
+            files[key] = str(path.relative_to(layout.root))
+    return files
+
+
 def write_manifest(
     layout: ArtifactLayout,
     *,
     source: str,
     content_hash: str,
     input_spec: InputSpec,
+    packaged: dict[str, str],
     output: dict,
     details: dict,
     built: RuntimeBuild,
@@ -346,7 +358,7 @@ def write_manifest(
         "input": input_spec.to_json(),
         "output": output,
         "versions": library_versions(),
-        "files": layout.files() | built.files(layout),
+        "files": layout.files() | packaged | built.files(layout),
         "runtimes": built.manifest_json(layout),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     } | details

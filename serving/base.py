@@ -13,6 +13,7 @@ import psutil
 
 from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout
+from serveoff.models.spec import InputSpec
 from serveoff.serving.process import ServerError
 from serveoff.serving.resources import ServerConfig
 
@@ -91,6 +92,8 @@ class Server(ABC):
     # the least settling warm-up it needs before its first point, whatever --settle-floor says (the cap still
     # applies): a JIT-compiling server (TorchServe's JVM) keeps getting faster for its first tens of seconds
     settle_floor_s: ClassVar[float] = 0.0
+    # the source files of its packaging step: a change to them rebuilds every model (see ``package``)
+    packaging_code: ClassVar[tuple[Path, ...]] = ()
 
     def __init__(
         self, models: list[ArtifactLayout], config: ServerConfig, workdir: Path, port_base: int
@@ -99,6 +102,13 @@ class Server(ABC):
         self.config = config
         self.workdir = workdir
         self.port_base = port_base
+
+    @classmethod
+    def package(cls, layout: ArtifactLayout, input_spec: InputSpec) -> dict[str, Path]:
+        """The build's packaging step for this server: write what it serves, made from the built artifacts,
+        into ``layout.server_dir(name)``; returns the files written, for the manifest (default: none, the
+        server serves the artifacts as they are)."""
+        return {}
 
     @classmethod
     @abstractmethod

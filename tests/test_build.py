@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from serveoff.models import zoo
 from serveoff.models.artifacts import ArtifactLayout, read_manifest
 from serveoff.models.build import BuildResult, build_zoo_model, cached
 from serveoff.models.runners import SavedModelRunner, TorchScriptRunner
+from serveoff.serving.tfserving.package import version_dir
+from serveoff.serving.torchserve.package import mar_of
 
 from .conftest import TEST_MODELS
 
@@ -39,11 +42,16 @@ def test_artifacts_match_the_manifest(built: dict[str, BuildResult], name: str) 
     assert {"torch", "tensorflow", "torchserve"} <= manifest["versions"].keys()
 
     layout = ArtifactLayout(root, name)
-    with zipfile.ZipFile(layout.mar) as mar:
+    with zipfile.ZipFile(mar_of(layout)) as mar:
         names = set(mar.namelist())
         assert {"handler.py", "model.pt", "model_spec.json", "MAR-INF/MANIFEST.json"} <= names
         assert json.loads(mar.read("model_spec.json"))["input"] == arch.input.to_json()
-    assert (layout.tfserving_root / name / "1" / "saved_model.pb").is_file()
+    assert (version_dir(layout) / "saved_model.pb").is_file()
+    # every registered server's packaging step ran; TF Serving's version 1 is the build's own SavedModel,
+    # linked relatively so that the directory can move or be mounted elsewhere
+    assert {"mar", "tfserving", "savedmodel"} <= manifest["files"].keys()
+    assert not Path(os.readlink(version_dir(layout))).is_absolute()
+    assert version_dir(layout).resolve() == layout.savedmodel.resolve()
 
 
 @pytest.mark.parametrize("name", TEST_MODELS)
@@ -61,7 +69,7 @@ def test_in_process_runners_agree_on_the_kept_samples(built: dict[str, BuildResu
 
 
 def test_second_build_is_served_from_the_cache(built: dict[str, BuildResult], artifacts_dir: Path) -> None:
-    mar = ArtifactLayout(built["digits-mlp"].root, "digits-mlp").mar
+    mar = mar_of(ArtifactLayout(built["digits-mlp"].root, "digits-mlp"))
     before = mar.stat().st_mtime_ns
     again = build_zoo_model("digits-mlp", artifacts_dir, log=lambda _: None)
     assert again.cached

@@ -37,6 +37,7 @@ from serveoff.serving.process import ServerError, free_port_base
 from serveoff.serving.resources import ServerConfig, server_config
 from serveoff.serving.tfserving.client import fill_tensor, to_numpy
 from serveoff.serving.tfserving.config import METRICS_PATH, Ports, flags, write_config_files
+from serveoff.serving.tfserving.package import model_base_path
 from serveoff.serving.tfserving.protos import (
     PREDICT_METHOD,
     BatchingParameters,
@@ -146,7 +147,7 @@ def test_written_files_parse_back_with_tf_servings_protos(served: TFServing, lay
     entries = {entry.name: entry for entry in models.model_config_list.config}
     assert set(entries) == set(MODELS)
     for name, entry in entries.items():
-        assert Path(entry.base_path) == (layouts[name].tfserving_root / name).resolve()
+        assert Path(entry.base_path) == model_base_path(layouts[name]).resolve()
         assert entry.model_platform == "tensorflow"
 
     batching = text_format.Parse((served.workdir / "batching.config").read_text(), BatchingParameters())
@@ -293,7 +294,7 @@ def test_a_port_in_use_is_one_clear_line(fake_on_path, layouts, tmp_path: Path) 
 
 def test_a_model_that_fails_to_load_is_reported_with_the_log(fake_on_path, layouts, tmp_path: Path) -> None:
     broken = ArtifactLayout(tmp_path / "broken", "digits-mlp")
-    shutil.copytree(layouts["digits-mlp"].root, broken.root)
+    shutil.copytree(layouts["digits-mlp"].root, broken.root, symlinks=True)
     (broken.savedmodel / "saved_model.pb").write_bytes(b"this is not a SavedModel")
     server = TFServing([broken], server_config("matched"), tmp_path / "work", free_port_base(2))
     started = time.monotonic()

@@ -25,6 +25,7 @@ from serveoff.serving.process import ServerError
 from serveoff.serving.resources import server_config
 from serveoff.serving.torchserve import config as ts_config
 from serveoff.serving.torchserve import handler
+from serveoff.serving.torchserve.package import mar_of, model_store
 from serveoff.serving.torchserve.server import TorchServe
 from tests.torchserve_helpers import START_TIMEOUT_S, broken_model, java_of, left_running, new_server
 from tests.wire import predict
@@ -149,10 +150,10 @@ def test_thread_variable_names_match_the_handler() -> None:
 
 def test_presets_map_onto_torchserve_knobs(built, tmp_path: Path) -> None:
     (layout,) = layouts(built, "digits-mlp")
-    mars = {layout.name: layout.mar}
+    mars = {layout.name: mar_of(layout)}
     ports = ts_config.Ports.from_base(20000)
     matched = server_config("matched", cpus=(0,), max_batch_size=8, batch_timeout_ms=0)
-    props = ts_config.properties(matched, ports, layout.model_store, mars)
+    props = ts_config.properties(matched, ports, model_store(layout), mars)
     assert props["default_workers_per_model"] == "1" and props["job_queue_size"] == "100"
     assert props["number_of_netty_threads"] == props["netty_client_threads"] == "1"
     (settings,) = json.loads(props["models"])["digits-mlp"].values()
@@ -164,7 +165,7 @@ def test_presets_map_onto_torchserve_knobs(built, tmp_path: Path) -> None:
         ts_config.INTEROP_THREADS_ENV: "1",
     }
     default = server_config("out-of-the-box")
-    props = ts_config.properties(default, ports, layout.model_store, mars)
+    props = ts_config.properties(default, ports, model_store(layout), mars)
     (settings,) = json.loads(props["models"])["digits-mlp"].values()
     assert not {"default_workers_per_model", "job_queue_size", "number_of_netty_threads"} & set(props)
     assert not {"minWorkers", "maxWorkers"} & set(settings) and settings["batchSize"] == 1

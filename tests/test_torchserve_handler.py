@@ -19,6 +19,7 @@ from ts.context import Context, RequestProcessor
 from serveoff.models.artifacts import ArtifactLayout
 from serveoff.models.build import BuildResult
 from serveoff.models.runners import TorchScriptRunner
+from serveoff.serving.torchserve.package import mar_of
 
 
 def load_handler(mar: Path, into: Path) -> tuple[ModuleType, Context]:
@@ -42,7 +43,7 @@ def run_batch(module: ModuleType, context: Context, rows: list[dict]) -> list:
 @pytest.fixture(params=["digits-mlp", "text-encoder-tiny"])
 def model(request, built: dict[str, BuildResult], tmp_path: Path):
     layout = ArtifactLayout(built[request.param].root, request.param)
-    module, context = load_handler(layout.mar, tmp_path)
+    module, context = load_handler(mar_of(layout), tmp_path)
     samples = np.load(layout.samples)
     expected = TorchScriptRunner(layout.torchscript).predict(samples)
     return module, context, samples, expected

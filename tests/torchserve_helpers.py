@@ -11,7 +11,7 @@ from serveoff.models.artifacts import ArtifactLayout
 from serveoff.models.spec import InputSpec
 from serveoff.serving.process import free_port_base
 from serveoff.serving.resources import ServerConfig, server_config
-from serveoff.serving.torchserve.package import make_mar
+from serveoff.serving.torchserve.package import make_mar, model_store
 from serveoff.serving.torchserve.server import TorchServe
 
 START_TIMEOUT_S = 120.0  # generous: the machine has 2 cores and other work may run
@@ -28,7 +28,7 @@ def broken_model(root: Path) -> ArtifactLayout:
     layout = ArtifactLayout(root / "broken", "broken")
     garbage = root / "garbage.pt"
     garbage.write_bytes(b"this is not a TorchScript file" * 100)
-    make_mar(layout.name, garbage, InputSpec("input", "float32", (8, 8, 1)), layout.model_store)
+    make_mar(layout.name, garbage, InputSpec("input", "float32", (8, 8, 1)), model_store(layout))
     return layout
 
 

@@ -6,7 +6,7 @@ from importlib import import_module
 from pathlib import Path
 
 from serveoff.errors import ServeoffError
-from serveoff.models.artifacts import user_build
+from serveoff.models.artifacts import built_source, user_build
 from serveoff.models.spec import Architecture
 
 ZOO: dict[str, str] = {
@@ -37,6 +37,12 @@ def check_servable(name: str, artifacts: Path) -> str:
     """``name`` if it is a zoo model or your own model built into ``artifacts``; one clear line otherwise."""
     if name in ZOO or user_build(artifacts, name) is not None:
         return name
+    if built_source(artifacts / name) == "user":
+        raise ServeoffError(
+            f"{artifacts / name} holds an incomplete build of your own model {name!r}, or one made by an "
+            f"older serveoff; build it again with `serveoff build --name {name} --torchscript MODEL.pt "
+            f"--savedmodel SAVEDMODEL_DIR --sample-inputs INPUTS.npy --out {artifacts}`"
+        )
     raise ServeoffError(
         f"unknown model {name!r}: not in the zoo ({', '.join(ZOO)}) and {artifacts / name} holds no build of "
         f"your own; build yours first with `serveoff build --name {name} --torchscript MODEL.pt "

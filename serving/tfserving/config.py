@@ -27,6 +27,7 @@ from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig
 from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout
 from serveoff.serving.resources import ServerConfig
+from serveoff.serving.tfserving.package import model_base_path
 from serveoff.serving.tfserving.protos import BatchingParameters, MonitoringConfig
 
 PORT_COUNT = 2
@@ -64,7 +65,7 @@ def model_server_config(models: list[ArtifactLayout]) -> ModelServerConfig:
     for model in models:
         entry = config.model_config_list.config.add()
         entry.name = model.name
-        entry.base_path = str((model.tfserving_root / model.name).resolve())
+        entry.base_path = str(model_base_path(model).resolve())
         entry.model_platform = "tensorflow"
     return config
 

@@ -15,6 +15,7 @@ from serveoff.errors import ServeoffError
 from serveoff.loadtest.bench import input_batch
 from serveoff.models.artifacts import ArtifactLayout
 from serveoff.serving.base import Launch
+from serveoff.serving.tfserving.package import model_base_path
 from serveoff.serving.tfserving.protos import PredictResponse
 from serveoff.serving.tfserving.server import TFServing
 
@@ -33,7 +34,7 @@ class ProbedServer(TFServing):
         config = self.workdir / "models.config"
         text = config.read_text()
         for model in self.models:
-            original = (model.tfserving_root / model.name).resolve()
+            original = model_base_path(model).resolve()
             own = _base_path(self, model)
             own.mkdir(parents=True, exist_ok=True)
             for version in original.iterdir():

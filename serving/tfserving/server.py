@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import psutil
@@ -21,6 +22,7 @@ import requests
 
 from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout, require_manifest
+from serveoff.models.spec import InputSpec
 from serveoff.serving.base import (
     Endpoints,
     Launch,
@@ -36,6 +38,7 @@ from serveoff.serving.process import (
     wait_until_ready,
 )
 from serveoff.serving.resources import ServerConfig, validate
+from serveoff.serving.tfserving import package as packaging
 from serveoff.serving.tfserving.client import WireSpec, decode_reply, wire_request
 from serveoff.serving.tfserving.config import METRICS_PATH, PORT_COUNT, Ports, flags, write_config_files
 
@@ -67,6 +70,12 @@ class TFServing(Server):
     default_port_base = 8500  # gRPC 8500, REST 8501: TF Serving's own defaults
     # The official image of the TF release that built the SavedModels (serving/tfserving/Dockerfile).
     default_image = "serveoff-tfserving:2.21.0"
+    packaging_code: ClassVar[tuple[Path, ...]] = (Path(packaging.__file__),)
+
+    @classmethod
+    def package(cls, layout: ArtifactLayout, input_spec: InputSpec) -> dict[str, Path]:
+        """The model's base path, whose version 1 is the build's SavedModel."""
+        return {"tfserving": packaging.link_savedmodel(layout)}
 
     def __init__(
         self, models: list[ArtifactLayout], config: ServerConfig, workdir: Path, port_base: int

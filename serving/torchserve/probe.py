@@ -11,6 +11,7 @@ import requests
 from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout
 from serveoff.serving.base import Launch
+from serveoff.serving.torchserve.package import mar_of
 from serveoff.serving.torchserve.server import TorchServe
 
 NEW_VERSION = "2.0"
@@ -36,7 +37,7 @@ class ProbedServer(TorchServe):
 def _versioned_mar(layout: ArtifactLayout, store: Path) -> Path:
     """A copy of the model's .mar whose manifest says ``NEW_VERSION``, in the server's model store."""
     target = store / f"{layout.name}-v{NEW_VERSION}.mar"
-    with zipfile.ZipFile(layout.mar) as old, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as new:
+    with zipfile.ZipFile(mar_of(layout)) as old, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as new:
         for item in old.infolist():
             data = old.read(item)
             if item.filename == MANIFEST:

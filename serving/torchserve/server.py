@@ -24,6 +24,7 @@ import requests
 
 from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout, require_manifest
+from serveoff.models.spec import InputSpec
 from serveoff.serving.base import (
     Endpoints,
     Launch,
@@ -33,6 +34,7 @@ from serveoff.serving.base import (
 )
 from serveoff.serving.process import ManagedProcess, ServerError, ensure_port_free, wait_until_ready
 from serveoff.serving.resources import ServerConfig, validate
+from serveoff.serving.torchserve import package as packaging
 from serveoff.serving.torchserve.client import (
     decode_reply,
     grpc_ping,
@@ -97,6 +99,13 @@ class TorchServe(Server):
     # torch that built the archives.
     default_image: ClassVar[str] = "serveoff-torchserve:0.12.0-torch2.13.0"
     settle_floor_s: ClassVar[float] = 30.0  # its JVM keeps getting faster for 20-30 s after start
+    packaging_code: ClassVar[tuple[Path, ...]] = (Path(packaging.__file__), packaging.HANDLER)
+
+    @classmethod
+    def package(cls, layout: ArtifactLayout, input_spec: InputSpec) -> dict[str, Path]:
+        """The model's .mar: its TorchScript file, serveoff's handler and the wire spec."""
+        store = packaging.model_store(layout)
+        return {"mar": packaging.make_mar(layout.name, layout.torchscript, input_spec, store)}
 
     def __init__(
         self, models: list[ArtifactLayout], config: ServerConfig, workdir: Path, port_base: int
@@ -237,13 +246,12 @@ class TorchServe(Server):
         store = self.workdir / "model-store"
         store.mkdir(parents=True, exist_ok=True)
         for layout in self.models:
-            if not layout.mar.is_file():
-                raise ServeoffError(
-                    f"{layout.mar} is missing; build model {layout.name} with `serveoff build`"
-                )
-            link = store / layout.mar.name
+            mar = packaging.mar_of(layout)
+            if not mar.is_file():
+                raise ServeoffError(f"{mar} is missing; build model {layout.name} with `serveoff build`")
+            link = store / mar.name
             link.unlink(missing_ok=True)
-            link.symlink_to(layout.mar.resolve())
+            link.symlink_to(mar.resolve())
         return store
 
     def _prepare(self, bind: str) -> Launch:
@@ -262,7 +270,7 @@ class TorchServe(Server):
         return Launch(argv, env)
 
     def _mars(self, store: Path) -> dict[str, Path]:
-        return {layout.name: store / layout.mar.name for layout in self.models}
+        return {layout.name: store / packaging.mar_of(layout).name for layout in self.models}
 
     def _env(self, launcher: Path, server_env: dict[str, str]) -> dict[str, str]:
         """The native launcher's environment, inherited by Java and the workers: ours without thread
