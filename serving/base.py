@@ -94,6 +94,13 @@ class Server(ABC):
     settle_floor_s: ClassVar[float] = 0.0
     # the source files of its packaging step: a change to them rebuilds every model (see ``package``)
     packaging_code: ClassVar[tuple[Path, ...]] = ()
+    # What `serveoff probe` needs to know of it. ``probe_module``: the module beside it with its
+    # ``ProbedServer``, ``roll_out`` and ``serving_version`` (see loadtest/probes/servers.py), if any;
+    # ``no_rollout``: why it has no rollout serveoff can drive, when it has none; ``inference_mark``: a word
+    # of the command line of the process that runs the model, when that is not its root process.
+    probe_module: ClassVar[str | None] = None
+    no_rollout: ClassVar[str] = "no rollout serveoff can drive natively; not supported"
+    inference_mark: ClassVar[str | None] = None
 
     def __init__(
         self, models: list[ArtifactLayout], config: ServerConfig, workdir: Path, port_base: int

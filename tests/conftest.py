@@ -12,6 +12,19 @@ import pytest
 from serveoff.models.build import BuildResult, build_zoo_model
 from tests.commands import FAKES
 
+FULL_MODELS = "SERVEOFF_FULL_MODELS"  # set to 1 to build the full-size benchmark models too (minutes)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` (the full-size models' build, ten minutes or more on 2 cores) run only when
+    ``SERVEOFF_FULL_MODELS=1``: the tiny versions of the same code run in every other test."""
+    if os.environ.get(FULL_MODELS) == "1":
+        return
+    skip = pytest.mark.skip(reason=f"builds the full-size models (minutes); set {FULL_MODELS}=1 to run it")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
 # The reduced-size variants keep the suite fast; the full models are built by `serveoff build`.
 TEST_MODELS = ("digits-mlp", "resnet50-tiny", "text-encoder-tiny")
 

@@ -47,7 +47,7 @@ def test_run_prints_serveoffs_lines_only(artifacts_dir, tmp_path, env) -> None:
     args = ["run", "--cpus", "0", "--model", "digits-mlp", "--server", "torchserve", "--workers", "1"]
     args += ["--artifacts", str(artifacts_dir), "--out", str(tmp_path / "results"), "--run-id", "quiet"]
     args += ["--concurrency", "1", "--warmup", "0.5", "--window", "0.5", "--min-windows", "3"]
-    done = serveoff([*args, "--max-windows", "3"], env, cwd=tmp_path)
+    done = serveoff([*args, "--max-windows", "3", "--settle-cap", "0"], env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "results" / "quiet" / "results.json").is_file()
     lines = done.stderr.splitlines()

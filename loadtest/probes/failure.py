@@ -10,17 +10,15 @@ from serveoff.loadtest.plan import closed
 from serveoff.loadtest.probes.context import Probed, timeline
 from serveoff.loadtest.probes.schema import ProbeResult, Sample
 
-# The process that runs the model, by a word of its command line; a server not named runs it in its own
-# root process (TF Serving, KServe's ModelServer).
-WORKER_MARK = {"torchserve": "model_service_worker"}
 KILL_AT = 0.3  # share of the run after which the process is killed
 SLOWED = 3.0  # a slice this much slower than before the kill is still disrupted
 
 
 def victim(probed: Probed) -> psutil.Process | None:
-    """The process doing inference: TorchServe's Python worker, else the server's own process."""
+    """The process doing inference: the one whose command line has the server's ``inference_mark``
+    (TorchServe's Python worker), else the server's own root process."""
     procs = probed.server.processes()
-    mark = WORKER_MARK.get(probed.server.name)
+    mark = probed.server.inference_mark
     for proc in procs:
         try:
             if mark is None or any(mark in part for part in proc.cmdline()):

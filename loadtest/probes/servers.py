@@ -1,4 +1,4 @@
-"""The server-specific side of the probes: each ``serving/<server>/probe.py`` that exists.
+"""The server-specific side of the probes: the ``probe_module`` a server class names, if any.
 
 Such a module has ``ProbedServer`` (the server as the probes launch it), ``roll_out(server, layout)``
 (a new version, returned) and ``serving_version(server, layout)`` (which version answers now). A server
@@ -13,15 +13,11 @@ from types import ModuleType
 from serveoff.serving.base import Server
 from serveoff.serving.targets import server_class
 
-PROBE_MODULES = {
-    "torchserve": "serveoff.serving.torchserve.probe",
-    "tfserving": "serveoff.serving.tfserving.probe",
-}
-
 
 def probe_module(name: str) -> ModuleType | None:
     """Server ``name``'s probe module, or ``None``."""
-    return import_module(PROBE_MODULES[name]) if name in PROBE_MODULES else None
+    module = server_class(name).probe_module
+    return import_module(module) if module else None
 
 
 def probe_class(name: str) -> type[Server]:

@@ -10,12 +10,6 @@ from serveoff.loadtest.probes.schema import ProbeResult
 from serveoff.loadtest.probes.servers import probe_module
 
 ROLL_AT = 0.3  # share of the run after which the rollout starts
-# What each server supports, as a finding, where it has no rollout serveoff can drive natively
-UNSUPPORTED = {
-    "kserve": "KServe's ModelServer serves one version per model: a rollout is a new InferenceService "
-              "(Kubernetes), which has no native equivalent here; not supported",
-    "kserve-onnx": "KServe's ModelServer serves one version per model; not supported natively",
-}  # fmt: skip
 
 
 def model_update(probed: Probed) -> ProbeResult:
@@ -27,7 +21,7 @@ def model_update(probed: Probed) -> ProbeResult:
     module = probe_module(name)
     if module is None:
         result.figures = {"supported": False}
-        result.findings = [UNSUPPORTED.get(name, "not supported")]
+        result.findings = [probed.server.no_rollout]
         return result
 
     roll_slice = max(1, round(ROLL_AT * settings.update_s / settings.slice_s))

@@ -84,6 +84,10 @@ class KServe(Server):
     port_count = PORT_COUNT
     default_port_base = 8090  # REST 8090, gRPC 8091: clear of TorchServe's, TF Serving's and locust's
     default_image = f"serveoff-kserve:{KSERVE_VERSION}"  # serving/kserve/Dockerfile
+    no_rollout: ClassVar[str] = (
+        "KServe's ModelServer serves one version per model: a rollout is a new InferenceService "
+        "(Kubernetes), which has no native equivalent here; not supported"
+    )
 
     def __init__(
         self, models: list[ArtifactLayout], config: ServerConfig, workdir: Path, port_base: int

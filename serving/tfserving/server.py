@@ -71,6 +71,7 @@ class TFServing(Server):
     # The official image of the TF release that built the SavedModels (serving/tfserving/Dockerfile).
     default_image = "serveoff-tfserving:2.21.0"
     packaging_code: ClassVar[tuple[Path, ...]] = (Path(packaging.__file__),)
+    probe_module: ClassVar[str | None] = "serveoff.serving.tfserving.probe"
 
     @classmethod
     def package(cls, layout: ArtifactLayout, input_spec: InputSpec) -> dict[str, Path]:

@@ -100,6 +100,8 @@ class TorchServe(Server):
     default_image: ClassVar[str] = "serveoff-torchserve:0.12.0-torch2.13.0"
     settle_floor_s: ClassVar[float] = 30.0  # its JVM keeps getting faster for 20-30 s after start
     packaging_code: ClassVar[tuple[Path, ...]] = (Path(packaging.__file__), packaging.HANDLER)
+    probe_module: ClassVar[str | None] = "serveoff.serving.torchserve.probe"
+    inference_mark: ClassVar[str | None] = "model_service_worker"  # its Python worker runs the model
 
     @classmethod
     def package(cls, layout: ArtifactLayout, input_spec: InputSpec) -> dict[str, Path]:
