@@ -28,7 +28,7 @@ from serveoff.loadtest.warmup import settle
 from serveoff.models.artifacts import ArtifactLayout, require_manifest
 from serveoff.serving import runtimes
 from serveoff.serving.base import WireRequest
-from serveoff.serving.fleet import Record, usage_of, usage_source
+from serveoff.serving.fleet import Record, log_tail, usage_of, usage_source
 from serveoff.serving.metrics import scrape
 from serveoff.serving.resources import (
     LoadgenCpus,
@@ -165,6 +165,7 @@ def build_subjects(
                 target, model, request, plan.batch_size, server_source(rec),
                 usage=usages[rec.server],
                 metrics=lambda rec=rec: scrape(rec.endpoints.metrics),
+                log_tail=lambda rec=rec: log_tail(rec),
             )  # fmt: skip
     return subjects
 
@@ -353,6 +354,12 @@ def run_bench(
         return _run_pinned(plan, subjects, ResultsFile(run_dir, run_dir.name, manifest), progress, loadgen)
 
 
+def _saved_in(message: str, path: Path) -> str:
+    """``message`` with where the partial results are on its first line (a server's output follows it)."""
+    line, newline, output = message.partition("\n")
+    return f"{line}; partial results saved in {path}{newline}{output}"
+
+
 def _run_pinned(plan: BenchPlan, subjects: dict[tuple[str, str], Subject], results: ResultsFile,
                 progress: BenchProgress, loadgen: LoadgenCpus) -> ResultsFile:  # fmt: skip
     """Start the runtimes, calibrate, run the plan; the results marked partial on any failure."""
@@ -365,10 +372,10 @@ def _run_pinned(plan: BenchPlan, subjects: dict[tuple[str, str], Subject], resul
         _record_baseline_cpus(results, subjects)  # again: the load points' pool threads ran it too
     except PointAborted as err:
         _finish(results, err.message, err.result)
-        raise ServeoffError(f"{err.message}; partial results saved in {results.path}") from None
+        raise ServeoffError(_saved_in(err.message, results.path)) from None
     except ServeoffError as err:
         _finish(results, str(err))
-        raise ServeoffError(f"{err}; partial results saved in {results.path}") from None
+        raise ServeoffError(_saved_in(str(err), results.path)) from None
     except Stopped as stop:
         _finish(results, stop.reason)
         stop.saved = results.path

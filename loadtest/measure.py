@@ -34,6 +34,7 @@ class Subject:
     source: str  # what produced the numbers: the server and its own version, or the in-process framework
     usage: Usage | None = None  # the server's CPU and memory counters (none for baselines)
     metrics: Callable[[], dict[str, float]] | None = None  # its Prometheus metrics
+    log_tail: Callable[[], str] | None = None  # the server's last lines of output, for a server that died
 
     @property
     def payload_bytes(self) -> int:
@@ -168,7 +169,9 @@ def _check_answered(subject: Subject, window: Window, name: str) -> None:
     gone = subject.usage is not None and not subject.usage.running()
     kinds = ", ".join(f"{k} x{n}" for k, n in sorted(window.errors.items())) or "no answer"
     state = f"{subject.target.system} is no longer running" if gone else "none was answered"
-    raise ServerError(f"{name}: {state} ({kinds} in window {window.index + 1})")
+    tail = subject.log_tail() if gone and subject.log_tail is not None else ""
+    output = f"\n{subject.target.system}'s last output:\n{tail}" if tail else ""
+    raise ServerError(f"{name}: {state} ({kinds} in window {window.index + 1}){output}")
 
 
 def _scrape(subject: Subject) -> dict[str, float] | str:

@@ -111,6 +111,11 @@ class Server(ABC):
         self.port_base = port_base
 
     @classmethod
+    def log_file(cls, workdir: Path) -> Path:
+        """Where the server's output goes when it runs natively in ``workdir``."""
+        return workdir / f"{cls.name}.log"
+
+    @classmethod
     def package(cls, layout: ArtifactLayout, input_spec: InputSpec) -> dict[str, Path]:
         """The build's packaging step for this server: write what it serves, made from the built artifacts,
         into ``layout.server_dir(name)``; returns the files written, for the manifest (default: none, the

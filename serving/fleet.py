@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from docker.errors import NotFound
+from docker.errors import DockerException, NotFound
 
 from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout
@@ -19,7 +19,7 @@ from serveoff.serving.container import (
     docker_client,
     remove_container,
 )
-from serveoff.serving.process import session_members, terminate
+from serveoff.serving.process import read_tail, session_members, terminate
 from serveoff.serving.resources import ServerConfig
 from serveoff.serving.targets import server_class
 from serveoff.serving.usage import ProcessUsage, Usage
@@ -195,6 +195,18 @@ def usage_of(rec: Record) -> Usage:
         return ContainerUsage(docker_client().containers.get(rec.container))
     except NotFound:
         return ProcessUsage(list)  # the container is gone: nothing runs
+
+
+def log_tail(rec: Record, lines: int = 20) -> str:
+    """The last ``lines`` lines of a recorded server's output: its log file natively, else its
+    container's output ("" when there is none to read)."""
+    if rec.container is None:
+        return read_tail(server_class(rec.server).log_file(Path(rec.log)), lines)
+    try:
+        output = docker_client().containers.get(rec.container).logs(tail=lines)
+    except (DockerException, ServeoffError):
+        return ""
+    return output.decode("utf-8", errors="replace").rstrip()
 
 
 def usage_source(rec: Record) -> str:

@@ -25,6 +25,17 @@ class ServerError(ServeoffError):
     """A server that would not start, died or stopped answering; the message carries its log tail."""
 
 
+def read_tail(path: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of the text file ``path`` ("" when it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 64_000))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
 class ManagedProcess:
     """One server process (and everything it forks), with its output in ``log_path``.
 
@@ -93,13 +104,7 @@ class ManagedProcess:
 
     def log_tail(self, lines: int = 20) -> str:
         """The last ``lines`` lines of the log."""
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(max(0, f.seek(0, os.SEEK_END) - 64_000))
-                text = f.read().decode("utf-8", errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return read_tail(self.log_path, lines)
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM every process of the server, then SIGKILL what is left after ``grace`` seconds."""

@@ -23,8 +23,9 @@ from serveoff.models.artifacts import ArtifactLayout
 from serveoff.models.build import BuildResult
 from serveoff.serving import fleet
 from serveoff.serving.metrics import scrape
-from serveoff.serving.process import free_port_base
+from serveoff.serving.process import free_port_base, read_tail
 from serveoff.serving.resources import server_config
+from serveoff.serving.torchserve.server import TorchServe
 from tests.commands import QUICK, SERVEOFF, leftovers, serveoff
 
 ALL_TARGETS = ["torchserve:rest", "torchserve:grpc", "tfserving:rest", "tfserving:grpc"]
@@ -251,9 +252,13 @@ def test_a_server_killed_mid_run_leaves_partial_results_and_nothing_running(
         if bench.poll() is None:
             bench.kill()
         fleet.stop_servers(state)
-    lines = stderr.decode().strip().splitlines()
+    text = stderr.decode()
     assert bench.returncode != 0
-    assert lines[-1].startswith("serveoff: error: ") and "partial results saved in" in lines[-1], lines[-3:]
+    (line,) = [line for line in text.splitlines() if line.startswith("serveoff: error: ")]
+    assert "torchserve is no longer running" in line and "partial results saved in" in line, text[-3000:]
+    # the server's own last output follows: what it said before it died (TorchServe's log)
+    assert "torchserve's last output:" in text.split(line, 1)[1], text[-3000:]
+    assert read_tail(TorchServe.log_file(Path(record.log)), 3).splitlines()[-1] in text
     saved = json.loads(results.read_text())
     assert saved["status"] == "partial" and "torchserve" in saved["error"]
     assert saved["points"][0]["summary"]["requests"] > 0 and saved["points"][0]["error"] is None
