@@ -109,6 +109,7 @@ class Server(ABC):
         self.config = config
         self.workdir = workdir
         self.port_base = port_base
+        self.log_path = self.log_file(workdir)  # where it writes its output when it runs natively
 
     @classmethod
     def log_file(cls, workdir: Path) -> Path:

@@ -94,7 +94,6 @@ class KServe(Server):
     ) -> None:
         super().__init__(models, config, workdir, port_base)
         self.ports = Ports.from_base(port_base)
-        self.log_path = self.log_file(workdir)
         self._proc: ManagedProcess | None = None
 
     @classmethod

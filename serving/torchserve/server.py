@@ -115,7 +115,6 @@ class TorchServe(Server):
         super().__init__(models, config, workdir, port_base)
         self.ports = Ports.from_base(port_base)
         self.config_path = workdir / "config.properties"
-        self.log_path = self.log_file(workdir)
         self._proc: ManagedProcess | None = None
         self._java: psutil.Process | None = None
         self._java_version: str | None = None
