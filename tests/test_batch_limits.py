@@ -24,7 +24,7 @@ from serveoff.loadtest.failures import grpc_error
 from serveoff.models.artifacts import ArtifactLayout
 from serveoff.models.build import BuildResult
 from serveoff.serving import fleet
-from serveoff.serving.base import Endpoints, WireRequest
+from serveoff.serving.base import WireRequest
 from serveoff.serving.metrics import scrape
 from serveoff.serving.process import free_port_base
 from serveoff.serving.resources import server_config
@@ -63,7 +63,7 @@ def tight(digits, env, tmp_path_factory) -> Iterator[Path]:
 def wire(state: Path, digits: ArtifactLayout, protocol: str, rows: int) -> WireRequest:
     (record,) = fleet.read_state(state)
     batch = np.load(digits.samples)[:rows]
-    return TFServing.wire_request(Endpoints(**record.endpoints), digits, protocol, batch)
+    return TFServing.wire_request(record.endpoints, digits, protocol, batch)
 
 
 def send_rest(request: WireRequest) -> requests.Response:
