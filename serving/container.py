@@ -375,10 +375,15 @@ class ContainerServer:
         return f"exited with code {self.container.attrs['State'].get('ExitCode')}"
 
     def _log_tail(self) -> str:
-        try:
-            return self.container.logs(tail=LOG_LINES).decode("utf-8", errors="replace").rstrip()
-        except DockerException:
-            return "(no output: the container is gone)"
+        return container_output(self.container) or "(no output: the container is gone)"
+
+
+def container_output(container: Any, lines: int = LOG_LINES) -> str:
+    """The last ``lines`` lines of ``container``'s output ("" when the engine cannot give them)."""
+    try:
+        return container.logs(tail=lines).decode("utf-8", errors="replace").rstrip()
+    except DockerException:
+        return ""
 
 
 def versions_in(server: type[Server], container: Any) -> dict[str, str]:

@@ -16,6 +16,7 @@ from serveoff.serving.container import (
     ContainerOptions,
     ContainerServer,
     ContainerUsage,
+    container_output,
     docker_client,
     remove_container,
 )
@@ -203,10 +204,10 @@ def log_tail(rec: Record, lines: int = 20) -> str:
     if rec.container is None:
         return read_tail(server_class(rec.server).log_file(Path(rec.log)), lines)
     try:
-        output = docker_client().containers.get(rec.container).logs(tail=lines)
+        container = docker_client().containers.get(rec.container)
     except (DockerException, ServeoffError):
         return ""
-    return output.decode("utf-8", errors="replace").rstrip()
+    return container_output(container, lines)
 
 
 def usage_source(rec: Record) -> str:
