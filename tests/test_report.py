@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from serveoff.loadtest.probes.schema import ProbeResult, ProbesFile, Sample
 from serveoff.report.claims import load_claims
 from serveoff.report.plots import PLOTS
 from serveoff.serving import runtimes
@@ -130,6 +131,35 @@ def test_the_report_renders_every_plot_with_its_data_in_a_browser(measured, tmp_
         "memory": (SERVER_TARGETS, SERVER_TARGETS * LOADS),
     }
     assert {name: drawn(plot) for name, plot in plots.items()} == expected
+
+
+def test_the_readiness_section_renders_its_plots_in_a_browser(
+    measured, tmp_path, capsys, monkeypatch
+) -> None:
+    # The probes' own figures are tested against the servers in test_probes.py; here a hand-written
+    # probes.json beside a real run checks what the browser draws of it.
+    run = tmp_path / "run"
+    shutil.copytree(measured, run)
+    doc = ProbesFile({"overload_s": 6.0})
+    for server, recovery in (("torchserve", 1.5), ("kserve", 0.5)):
+        series = [Sample(float(t), 50, 0, 1.0, 2.0 + t, phase="2x" if t else "baseline") for t in range(4)]
+        doc.results += [
+            ProbeResult("overload", server, "digits-mlp", f"{server} 1.0", False, {"recovery_5x_s": recovery},
+                        series=series),
+            ProbeResult("model_update", server, "digits-mlp", f"{server} 1.0", False, {"failed_requests": 0},
+                        series=series[:3]),
+        ]  # fmt: skip
+    doc.write(run)
+    done = run_cli(["report", str(run)], capsys, monkeypatch)
+    assert done.code == 0, done.stderr
+    dom = rendered(run / "report.html", tmp_path / "profile")
+    plots = {e.attrs["data-plot"]: e for e in dom.find(lambda e: e.tag == "section" and "plot" in e.classes)}
+    drawn_plots = {name: drawn(plots[name]) for name in plots if name.startswith("readiness-")}
+    # one p99 line per server through the overload (4 slices) and the rollout (3); a recovery bar each
+    expected = {"readiness-overload": (2, 8), "readiness-rollout": (2, 6), "readiness-recovery": (1, 2)}
+    assert drawn_plots == expected
+    (table,) = dom.find(lambda e: e.attrs.get("id") == "readiness-table")
+    assert len(table.find(lambda e: e.tag == "tr")) == 1 + len(doc.results)
 
 
 def test_the_report_states_fairness_verdicts_status_and_the_manifest(measured, tmp_path) -> None:
