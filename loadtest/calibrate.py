@@ -4,7 +4,8 @@ A trivial HTTP responder (``responder.py``: a fixed reply to every request, pars
 as a process of its own on the servers' CPUs, bound to 127.0.0.1, and is stopped by PID.
 The load generator measures it through the same ``LoadEngine`` and ``measure`` the servers get, with the
 servers' REST payload: its latency at concurrency 1 (the floor under every c=1 figure) and its capacity
-in a closed loop of many users (the most it can send). Both are short: a few seconds in all.
+(the most it sent: in a closed loop of many users, or of one where many sent less, as when the one
+responder process is the limit). Both are short: a few seconds in all.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ class Harness:
     c1_p50_us: float | None
     c1_p99_us: float | None
     c1_throughput_rps: float | None
-    capacity_rps: float | None  # closed loop of CAPACITY_USERS users
-    capacity_concurrency: int
+    capacity_rps: float | None  # the higher closed-loop throughput: CAPACITY_USERS users, or one
+    capacity_concurrency: int  # the users that sent it
     capacity_generator_busy: float | None  # the busiest generator event loop at capacity, 0..1
     generator_cpus: list[int]
     responder_cpus: list[int] | None  # read back from the kernel
@@ -104,9 +105,14 @@ def calibrate(
         error = str(err)
     finally:
         responder.stop()
+    c1_rps, cap_rps = _figure(c1, "throughput_rps"), _figure(cap, "throughput_rps")
+    if c1_rps is not None and (cap_rps is None or c1_rps > cap_rps):
+        cap, cap_rps, concurrency = c1, c1_rps, 1  # many users can send less than one (the responder)
+    else:
+        concurrency = CAPACITY_USERS
     return Harness(
-        _figure(c1, "latency_us", "p50"), _figure(c1, "latency_us", "p99"), _figure(c1, "throughput_rps"),
-        _figure(cap, "throughput_rps"), CAPACITY_USERS, cap.get("generator_busy_max"), list(generator_cpus),
+        _figure(c1, "latency_us", "p50"), _figure(c1, "latency_us", "p99"), c1_rps,
+        cap_rps, concurrency, cap.get("generator_busy_max"), list(generator_cpus),
         responder_cpus, responder.address, subject.payload_bytes,
         round(time.monotonic() - started, 2), error,
     )  # fmt: skip

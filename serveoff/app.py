@@ -374,15 +374,17 @@ def judge(run_dirs: list[Path], baselines: list[Path], rules: Path | None, junit
 
 
 def probe_servers(servers: list[str], models: list[str], config: ServerConfig, settings: ProbeSettings,
-                  artifacts: Path, output: OutputOptions, beside: Path | None) -> None:  # fmt: skip
-    """`serveoff probe`: build what is missing, then launch each server fresh per model, run the six
-    production-readiness probes against it and stop it; ``probes.json`` goes into a new run directory, or
-    ``beside`` a run's results.json (whose report is then written again with the readiness section)."""
+                  containers: ContainerOptions | None, artifacts: Path, output: OutputOptions,
+                  beside: Path | None) -> None:  # fmt: skip
+    """`serveoff probe`: build what is missing, then launch each server fresh per model (in a container
+    with ``containers``), run the six production-readiness probes against it and stop it; ``probes.json``
+    goes into a new run directory, or ``beside`` a run's results.json (whose report is then written again
+    with the readiness section)."""
     from serveoff.loadtest.probes.battery import Battery, run_battery
 
     layouts = ensure_built(models, artifacts)
     run_dir = beside.resolve() if beside is not None else new_run_dir(output.out, output.run_id)
-    doc = run_battery(Battery(servers, layouts, config, settings, run_dir), console.print)
+    doc = run_battery(Battery(servers, layouts, config, settings, run_dir, containers), console.print)
     typer.echo(f"probes: {run_dir / 'probes.json'} ({len(doc.results)} probe results)")
     if beside is not None:
         _report_measured(run_dir)

@@ -186,16 +186,19 @@ def probe(
     server: ServerOpt = None,
     artifacts: BuildArtifactsOpt = DEFAULT_ARTIFACTS,
     setting: ServerOptions,
+    containers: ContainerFlags,
     output: OutputOptions,
     durations: ProbeOptions,
 ) -> None:
     """Production readiness, measured: cold start, overload, bad input, process failure, model update under
-    load and soak, against each server launched fresh (natively) per model; writes probes.json."""
+    load and soak, against each server launched fresh per model (natively, or with --docker from its
+    image); writes probes.json."""
     settings = durations.settings()
+    options = containers.options()
     models = work.served_models(model, artifacts)
-    config = work.fair_setting(setting)
-    servers = work.checked_servers(server, config)
-    work.probe_servers(servers, models, config, settings, artifacts, output, durations.beside)
+    config = work.fair_setting(setting, containers.docker)
+    servers = work.checked_servers(server, config, options)
+    work.probe_servers(servers, models, config, settings, options, artifacts, output, durations.beside)
 
 
 @app.command()

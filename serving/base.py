@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 import psutil
@@ -14,7 +14,7 @@ import psutil
 from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout
 from serveoff.models.spec import InputSpec
-from serveoff.serving.process import ServerError
+from serveoff.serving.process import ManagedProcess, ServerError
 from serveoff.serving.resources import ServerConfig
 
 PROTOCOLS = ("rest", "grpc")
@@ -211,3 +211,40 @@ class Server(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class RestGrpcPorts(Protocol):
+    """A server's two public ports."""
+
+    rest: int
+    grpc: int
+
+
+class RestGrpcServer(Server):
+    """A server of one process on two ports: REST (which also serves its metrics, at ``metrics_path``) and
+    gRPC, numbered from ``port_base`` as its ``port_layout`` says."""
+
+    metrics_path: ClassVar[str]
+    port_layout: ClassVar[Callable[[int], RestGrpcPorts]]  # the ports from a base port
+
+    def __init__(
+        self, models: list[ArtifactLayout], config: ServerConfig, workdir: Path, port_base: int
+    ) -> None:
+        super().__init__(models, config, workdir, port_base)
+        self.ports = type(self).port_layout(port_base)
+        self._proc: ManagedProcess | None = None
+
+    @classmethod
+    def endpoints_at(cls, host: str, port_base: int) -> Endpoints:
+        ports = cls.port_layout(port_base)
+        return Endpoints.on(host, ports.rest, ports.grpc, cls.metrics_path)
+
+    def public_ports(self) -> list[int]:
+        return [self.ports.rest, self.ports.grpc]
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.stop()
+
+    def processes(self) -> list[psutil.Process]:
+        return self._proc.processes() if self._proc is not None else []

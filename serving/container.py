@@ -36,6 +36,7 @@ from serveoff.serving.process import ServerError, Watched, await_ready, ensure_p
 from serveoff.serving.resources import ServerConfig
 
 LABEL = "serveoff.server"  # on every container serveoff starts: which server it runs
+DOCKER_INIT = "/sbin/docker-init"  # what `init=True` runs as the container's PID 1
 LOG_LINES = 20
 STOP_GRACE_S = 10
 STATS_WAIT_S = 3.0  # the engine samples about once a second; a sample later than this means trouble
@@ -327,7 +328,19 @@ class ContainerServer:
         self.container = None
 
     def processes(self) -> list[psutil.Process]:
-        return []  # the engine's processes, possibly on another machine: measured by ContainerUsage
+        """The server's processes in the container as this machine sees them, without Docker's init (its
+        PID 1): none when the engine runs elsewhere (Docker Desktop's VM, say). Cost is measured by
+        ``ContainerUsage`` either way."""
+        if self.container is None:
+            return []
+        try:
+            listed = self.container.top()
+        except DockerException:
+            return []
+        column = listed["Titles"].index("PID")
+        found = [_local(int(row[column]), row[-1]) for row in listed["Processes"]
+                 if not row[-1].startswith(DOCKER_INIT)]  # fmt: skip
+        return [proc for proc in found if proc is not None]
 
     def pids(self) -> list[int]:
         return []
@@ -376,6 +389,16 @@ class ContainerServer:
 
     def _log_tail(self) -> str:
         return container_output(self.container) or "(no output: the container is gone)"
+
+
+def _local(pid: int, command: str) -> psutil.Process | None:
+    """Process ``pid`` of this machine if it runs ``command`` (so it is the engine's process, not another
+    machine's PID that happens to exist here)."""
+    try:
+        proc = psutil.Process(pid)
+        return proc if " ".join(proc.cmdline()) == command else None
+    except psutil.Error:
+        return None
 
 
 def container_output(container: Any, lines: int = LOG_LINES) -> str:

@@ -180,6 +180,39 @@ def test_run_docker_starts_measures_and_removes_the_containers(client, image, bu
     assert (tmp_path / "docker" / "servers" / "torchserve" / "torchserve.container.log").exists()
 
 
+def test_probe_docker_runs_the_battery_against_a_server_in_its_container(client, image, built, env,
+                                                                         tmp_path) -> None:  # fmt: skip
+    """`serveoff probe --docker`: the six probes against TorchServe and the TF Serving double in their
+    containers (the stand-in image). TorchServe's rollout reaches the management port published on
+    127.0.0.1 for the probe only, and the process failure kills the worker of the new version inside the
+    container, which TorchServe restarts; the double's kill hits the server, not Docker's init."""
+    before = {c.id for c in ours(client)}
+    artifacts = built["digits-mlp"].root.parent
+    mounts = [arg for path in host_mounts() for arg in ("--mount", str(path))]
+    args = ["probe", "--docker", "--image", f"torchserve={image}", "--image", f"tfserving={image}", *mounts,
+            "--server", "torchserve", "--server", "tfserving", "--cpus", "1", "--memory", "1g",
+            "--artifacts", str(artifacts), "--probe", "soak", "--probe", "model_update",
+            "--probe", "process_failure", "--soak-s", "3", "--failure-s", "6", "--update-s", "4",
+            "--out", str(tmp_path), "--run-id", "probe"]  # fmt: skip
+    done = serveoff(args, env, prefix=["taskset", "-c", "0"], timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    doc = json.loads((tmp_path / "probe" / "probes.json").read_text())
+    assert doc["settings"]["launcher"] == "docker"
+    assert all(r["error"] is None for r in doc["results"]), doc["results"]
+    probes = {(r["server"], r["probe"]): r["figures"] for r in doc["results"]}
+    assert probes["torchserve", "cold_start"]["first_answer_s"] > 0
+    assert probes["torchserve", "soak"]["rss_start_mib"] > 50  # the container's processes, seen from here
+    rollout = probes["torchserve", "model_update"]
+    assert rollout["supported"] is True and rollout["versions_seen"].endswith("2.0"), rollout
+    killed = probes["torchserve", "process_failure"]
+    assert "model_service_worker" in killed["killed_command"], killed
+    assert killed["recovered"] is True and killed["recovery_s"] > 0, killed
+    double = probes["tfserving", "process_failure"]
+    assert "tensorflow_model_server" in double["killed_command"], double  # not /sbin/docker-init
+    assert double["recovered"] is False and double["failed_requests"] > 0, double
+    assert {c.id for c in ours(client)} == before, "probe --docker left a container behind"
+
+
 def test_the_compose_stack_runs_the_comparison_end_to_end(client, image, tmp_path) -> None:
     """`docker compose up` with the file as it is, every service on the stand-in image, the quick
     bench's own command with shorter windows: build, both servers healthy, bench, report."""

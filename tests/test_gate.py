@@ -2,12 +2,14 @@
 a run during which the server stalls and requests time out.
 
 Each side is two repeats, interleaved in time (base, again, slow, base, again, slow), so the gate's
-intervals hold this shared machine's run-to-run drift, which can reach 20-30% here.
+intervals hold this shared machine's run-to-run drift, which can reach 20-30% here; and the gate runs
+under rules sized for that drift (``gate_rules_shared_machine.yaml``), not the default's 5% and 10%.
 
 The slowdown is real, not edited into the results: while the slow run measures, TorchServe's processes
 are paused for 23% of every 20 ms (SIGSTOP, then SIGCONT, as cpulimit does), so the server does the same
 work about 30% slower (1 / 0.77). The stalled run pauses TorchServe for 1 s of every 2.5 s while it
-measures, with a 0.3 s request timeout: requests fail with timeouts in every stall.
+measures, with a 0.1 s request timeout: requests fail with timeouts in every stall (at c=1, about ten of
+the 1,500 a 2.5 s period holds: well above the 0.1% error-rate limit).
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ from tests.commands import leftovers, serveoff
 
 WINDOWS = ["--warmup", "2", "--window", "1.5", "--min-windows", "3", "--max-windows", "5"]
 WINDOWS += ["--settle-cap", "0", "--no-calibrate"]
-PLAN = ["--target", "torchserve:rest", "--concurrency", "2,4", *WINDOWS]
+PLAN = ["--target", "torchserve:rest", "--concurrency", "1,2", *WINDOWS]
+# Limits sized for this shared machine's run-to-run drift (the file says by how much).
+RULES = ["--rules", str(Path(__file__).parent / "gate_rules_shared_machine.yaml")]
 # The server gets CPU 1 and the load generator CPU 0, so that neither's noise moves the other's figures.
 SERVER_CPUS, GENERATOR = (1,), ["taskset", "-c", "0"]
-STALL_TIMEOUT = ["--timeout", "0.3"]
+STALL_TIMEOUT = ["--timeout", "0.1"]
 
 
 class Throttle:
@@ -98,7 +102,7 @@ def runs(built, tmp_path_factory, env, marker) -> Iterator[Path]:
         bench = ["bench", "--state", str(state), "--out", str(work)]
         # TorchServe's JVM keeps compiling for half a minute of load; in CI a 10 s warm-up left the first
         # baseline run 20-40% slower than every later run, enough to hide the injected slowdown.
-        warm = ["--target", "torchserve:rest", "--concurrency", "2,4", "--warmup", "15", "--window", "1"]
+        warm = ["--target", "torchserve:rest", "--concurrency", "1,2", "--warmup", "15", "--window", "1"]
         done = serveoff([*bench, *warm, "--min-windows", "2", "--run-id", "warm"], env, GENERATOR)
         assert done.returncode == 0, done.stderr[-3000:]
         for repeat in ("1", "2"):
@@ -117,7 +121,7 @@ def runs(built, tmp_path_factory, env, marker) -> Iterator[Path]:
 
 
 def gate(runs: Path, run_id: str, env: dict[str, str], junit: Path):
-    args = ["gate", str(runs / f"{run_id}1"), str(runs / f"{run_id}2"), "--junit", str(junit)]
+    args = ["gate", str(runs / f"{run_id}1"), str(runs / f"{run_id}2"), "--junit", str(junit), *RULES]
     return serveoff([*args, "--baseline", str(runs / "base1"), "--baseline", str(runs / "base2")], env)
 
 
@@ -138,13 +142,13 @@ def test_a_30_percent_slowdown_fails_the_gate(runs, env, tmp_path) -> None:
     suite = ET.parse(tmp_path / "gate.xml").getroot()
     failed = [case for case in suite.iter("testcase") if case.find("failure") is not None]
     assert failed and int(suite.get("failures")) == len(failed)
-    # Which load shows it depends on this shared machine's noise (c=4 in some runs, c=2 in others).
+    # Which load shows it depends on this shared machine's noise (c=2 in some runs, c=1 in others).
     assert {case.get("name").split()[1] for case in failed} <= {"throughput", "p99"}
 
 
 def test_a_run_whose_requests_time_out_in_server_stalls_fails_on_the_error_rate(runs, env, tmp_path):
     junit = tmp_path / "gate.xml"
-    args = ["gate", str(runs / "stalled"), "--baseline", str(runs / "base1"), "--junit", str(junit)]
+    args = ["gate", str(runs / "stalled"), "--baseline", str(runs / "base1"), "--junit", str(junit), *RULES]
     done = serveoff(args, env)
     print(done.stdout)
     assert done.returncode == 1, done.stdout + done.stderr[-2000:]
@@ -156,6 +160,6 @@ def test_a_run_whose_requests_time_out_in_server_stalls_fails_on_the_error_rate(
         assert point["summary"]["failed"] > 0, point["summary"]
         assert "timeout" in point["summary"]["errors"], point["summary"]
     cases = {case.get("name"): case for case in ET.parse(junit).getroot().iter("testcase")}
-    for load in ("c=2", "c=4"):
+    for load in ("c=1", "c=2"):
         failure = cases[f"{load} error_rate"].find("failure")
         assert failure is not None and "is above the 0.1% limit" in failure.get("message")

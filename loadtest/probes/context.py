@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import grpc
 import numpy as np
@@ -16,11 +17,12 @@ from serveoff.loadtest.engine import LoadEngine
 from serveoff.loadtest.histograms import summary
 from serveoff.loadtest.measure import PointAborted, Subject, measure
 from serveoff.loadtest.plan import LoadPoint, WindowPolicy
-from serveoff.loadtest.probes.schema import ProbeResult, Sample
+from serveoff.loadtest.probes.schema import PROBES, ProbeResult, Sample
 from serveoff.loadtest.send import GRPC_OPTIONS
 from serveoff.loadtest.stats import Window
 from serveoff.models.artifacts import ArtifactLayout
 from serveoff.serving.base import Server, WireRequest, is_test_double
+from serveoff.serving.container import ContainerServer
 from serveoff.serving.targets import Target
 from serveoff.serving.usage import ProcessUsage
 
@@ -39,23 +41,31 @@ class ProbeSettings:
     concurrency: int = 2  # the closed-loop load of the failure, update and soak probes
     timeout_s: float = 5.0  # every request
     start_timeout_s: float = 180.0  # a server's launch
+    probes: tuple[str, ...] = PROBES  # the ones to run (the cold start always runs)
 
-    def to_json(self) -> dict[str, float | int]:
-        return dict(self.__dict__)
+    def to_json(self) -> dict[str, float | int | str]:
+        return self.__dict__ | {"probes": ", ".join(self.probes)}
 
 
 @dataclass
 class Probed:
-    """One running server serving ``layout``, probed over ``protocol`` (its REST one)."""
+    """One running server serving ``layout``, probed over ``protocol`` (its REST one): natively, or in a
+    container (``server`` is then the launcher, which holds the server)."""
 
-    server: Server
+    server: Server | ContainerServer
     layout: ArtifactLayout
     protocol: str
     settings: ProbeSettings
     engine: LoadEngine
 
     @property
+    def own(self) -> Server:
+        """The server itself: its ports, work directory and what the probes need to know of it."""
+        return self.server.server if isinstance(self.server, ContainerServer) else self.server
+
+    @cached_property
     def source(self) -> str:
+        """The server and its version, read once (TF Serving's runs its binary)."""
         own = next(iter(self.server.versions().values()), "of unknown version")
         return f"{self.server.name} {own}"
 

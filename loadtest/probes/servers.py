@@ -1,8 +1,9 @@
 """The server-specific side of the probes: the ``probe_module`` a server class names, if any.
 
 Such a module has ``ProbedServer`` (the server as the probes launch it), ``roll_out(server, layout)``
-(a new version, returned) and ``serving_version(server, layout)`` (which version answers now). A server
-without one is probed as it is, and its rollout is recorded as not supported.
+(a new version, returned), ``serving_version(server, layout)`` (which version answers now) and, where a
+server keeps several versions' processes, ``serving_pids(server, layout)`` (the processes of the one that
+answers). A server without one is probed as it is, and its rollout is recorded as not supported.
 """
 
 from __future__ import annotations

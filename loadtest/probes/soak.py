@@ -44,6 +44,8 @@ def soak(probed: Probed) -> ProbeResult:
         "rss_slope_mib_per_min": _slope(memory, 60.0),
         "p50_drift_ms_per_min": _slope(lat, 60.0),
     }
+    if not result.figures["requests"]:
+        result.error = "no request was answered during the soak: the server stalled or stopped"
     return result
 
 

@@ -21,7 +21,7 @@ def model_update(probed: Probed) -> ProbeResult:
     module = probe_module(name)
     if module is None:
         result.figures = {"supported": False}
-        result.findings = [probed.server.no_rollout]
+        result.findings = [probed.own.no_rollout]
         return result
 
     roll_slice = max(1, round(ROLL_AT * settings.update_s / settings.slice_s))
@@ -29,10 +29,10 @@ def model_update(probed: Probed) -> ProbeResult:
     versions: list[str] = []
 
     def on_slice(index: int) -> None:
-        versions.append(module.serving_version(probed.server, probed.layout))
+        versions.append(module.serving_version(probed.own, probed.layout))
         if index + 1 == roll_slice and not marks:
             marks["start"] = time.monotonic() - t0
-            marks["version"] = module.roll_out(probed.server, probed.layout)
+            marks["version"] = module.roll_out(probed.own, probed.layout)
             marks["end"] = time.monotonic() - t0
 
     t0 = time.monotonic()

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import psutil
 import requests
 
 from serveoff.errors import ServeoffError
@@ -21,7 +20,7 @@ from serveoff.models.artifacts import ArtifactLayout, require_manifest
 from serveoff.serving.base import (
     Endpoints,
     Launch,
-    Server,
+    RestGrpcServer,
     WireRequest,
     check_protocol,
 )
@@ -73,7 +72,7 @@ def venv_python() -> Path:
     return python
 
 
-class KServe(Server):
+class KServe(RestGrpcServer):
     """KServe's ModelServer on each model's TorchScript file, under one ``ServerConfig``."""
 
     name = "kserve"
@@ -82,6 +81,8 @@ class KServe(Server):
     protocols: ClassVar[tuple[str, ...]] = wire.PROTOCOLS
     runtime: ClassVar[Runtime] = Runtime("torchscript", "torch", None)
     port_count = PORT_COUNT
+    port_layout = Ports.from_base
+    metrics_path = METRICS_PATH
     default_port_base = 8090  # REST 8090, gRPC 8091: clear of TorchServe's, TF Serving's and locust's
     default_image = f"serveoff-kserve:{KSERVE_VERSION}"  # serving/kserve/Dockerfile
     no_rollout: ClassVar[str] = (
@@ -89,24 +90,9 @@ class KServe(Server):
         "(Kubernetes), which has no native equivalent here; not supported"
     )
 
-    def __init__(
-        self, models: list[ArtifactLayout], config: ServerConfig, workdir: Path, port_base: int
-    ) -> None:
-        super().__init__(models, config, workdir, port_base)
-        self.ports = Ports.from_base(port_base)
-        self._proc: ManagedProcess | None = None
-
     @classmethod
     def check_installed(cls) -> None:
         venv_python()
-
-    @classmethod
-    def endpoints_at(cls, host: str, port_base: int) -> Endpoints:
-        ports = Ports.from_base(port_base)
-        return Endpoints.on(host, ports.rest, ports.grpc, METRICS_PATH)
-
-    def public_ports(self) -> list[int]:
-        return [self.ports.rest, self.ports.grpc]
 
     @classmethod
     def check_config(cls, config: ServerConfig) -> None:
@@ -151,10 +137,6 @@ class KServe(Server):
             self._proc.stop()
             raise
 
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop()
-
     def answering(self) -> bool:
         """Every model is ready over v2 REST (``/v2/models/{m}/ready``) and v2 gRPC (``ModelReady``)."""
         for model in self.models:
@@ -180,9 +162,6 @@ class KServe(Server):
     def decode_reply(cls, layout: ArtifactLayout, protocol: str, body: bytes) -> np.ndarray:
         check_protocol(protocol, cls.protocols)
         return wire.decode_reply(protocol, body, require_manifest(layout)["output"]["name"])
-
-    def processes(self) -> list[psutil.Process]:
-        return self._proc.processes() if self._proc is not None else []
 
     def versions(self) -> dict[str, str]:
         """kserve's and the runtime's versions, read by the interpreter that runs the server."""

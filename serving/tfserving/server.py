@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import psutil
 import requests
 
 from serveoff.errors import ServeoffError
@@ -26,7 +25,7 @@ from serveoff.models.spec import InputSpec
 from serveoff.serving.base import (
     Endpoints,
     Launch,
-    Server,
+    RestGrpcServer,
     WireRequest,
     check_protocol,
 )
@@ -37,7 +36,7 @@ from serveoff.serving.process import (
     ensure_port_free,
     wait_until_ready,
 )
-from serveoff.serving.resources import ServerConfig, validate
+from serveoff.serving.resources import validate
 from serveoff.serving.tfserving import package as packaging
 from serveoff.serving.tfserving.client import WireSpec, decode_reply, wire_request
 from serveoff.serving.tfserving.config import METRICS_PATH, PORT_COUNT, Ports, flags, write_config_files
@@ -60,13 +59,15 @@ _STATUS_TIMEOUT_S = 2.0
 log = logging.getLogger(__name__)
 
 
-class TFServing(Server):
+class TFServing(RestGrpcServer):
     """TF Serving on each model's ``tfserving/<name>/<version>`` SavedModel, under one ``ServerConfig``."""
 
     name = "tfserving"
     title = "TF Serving"
     framework = "tf"
     port_count = PORT_COUNT
+    port_layout = Ports.from_base
+    metrics_path = METRICS_PATH
     default_port_base = 8500  # gRPC 8500, REST 8501: TF Serving's own defaults
     # The official image of the TF release that built the SavedModels (serving/tfserving/Dockerfile).
     default_image = "serveoff-tfserving:2.21.0"
@@ -78,24 +79,9 @@ class TFServing(Server):
         """The model's base path, whose version 1 is the build's SavedModel."""
         return {"tfserving": packaging.link_savedmodel(layout)}
 
-    def __init__(
-        self, models: list[ArtifactLayout], config: ServerConfig, workdir: Path, port_base: int
-    ) -> None:
-        super().__init__(models, config, workdir, port_base)
-        self.ports = Ports.from_base(port_base)
-        self._proc: ManagedProcess | None = None
-
     @classmethod
     def check_installed(cls) -> None:
         find_binary()
-
-    @classmethod
-    def endpoints_at(cls, host: str, port_base: int) -> Endpoints:
-        ports = Ports.from_base(port_base)
-        return Endpoints.on(host, ports.rest, ports.grpc, METRICS_PATH)
-
-    def public_ports(self) -> list[int]:
-        return [self.ports.grpc, self.ports.rest]
 
     def write_launch(self) -> Launch:
         """The configuration files, and TF Serving's binary on PATH with its flags (it binds every
@@ -131,10 +117,6 @@ class TFServing(Server):
             self._proc.stop()
             raise
 
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop()
-
     @classmethod
     def wire_request(
         cls, endpoints: Endpoints, layout: ArtifactLayout, protocol: str, batch: np.ndarray
@@ -146,9 +128,6 @@ class TFServing(Server):
     def decode_reply(cls, layout: ArtifactLayout, protocol: str, body: bytes) -> np.ndarray:
         check_protocol(protocol)
         return decode_reply(protocol, body, wire_spec(layout))
-
-    def processes(self) -> list[psutil.Process]:
-        return self._proc.processes() if self._proc is not None else []
 
     def versions(self) -> dict[str, str]:
         """``tensorflow_model_server --version``'s lines (server and TensorFlow library), verbatim."""

@@ -11,6 +11,7 @@ import requests
 from serveoff.errors import ServeoffError
 from serveoff.models.artifacts import ArtifactLayout
 from serveoff.serving.base import Launch
+from serveoff.serving.torchserve.config import HOST
 from serveoff.serving.torchserve.package import mar_of
 from serveoff.serving.torchserve.server import TorchServe
 
@@ -24,14 +25,20 @@ API_TIMEOUT_S = 120.0
 class ProbedServer(TorchServe):
     """TorchServe with its management API's model calls on (register, set-default), for the rollout probe.
 
-    The management API listens on 127.0.0.1 only, as always; serveoff's other commands keep it off.
+    Natively the management API listens on 127.0.0.1, as always. In a container it listens where the
+    inference API does, and its port is published on the host's 127.0.0.1 only, so the probe reaches it;
+    serveoff's other commands keep the model calls off and never publish the port.
     """
 
     def _prepare(self, bind: str) -> Launch:
         launch = super()._prepare(bind)
         text = self.config_path.read_text().replace("enable_model_api=false", "enable_model_api=true")
+        text = text.replace(f"management_address=http://{HOST}:", f"management_address=http://{bind}:")
         self.config_path.write_text(text)
         return launch
+
+    def public_ports(self) -> list[int]:
+        return [*super().public_ports(), self.ports.management]
 
 
 def _versioned_mar(layout: ArtifactLayout, store: Path) -> Path:
@@ -64,11 +71,28 @@ def roll_out(server: TorchServe, layout: ArtifactLayout) -> str:
     return NEW_VERSION
 
 
+def serving_pids(server: TorchServe, layout: ArtifactLayout) -> list[int]:
+    """The PIDs of the workers of the version TorchServe answers with now (its default): after a rollout
+    the old version's workers still run, and killing one of them would fail nothing."""
+    described = _default_version(server, layout)
+    try:
+        return [int(worker["pid"]) for worker in described["workers"] if worker.get("pid")]
+    except (KeyError, TypeError, ValueError):
+        return []
+
+
 def serving_version(server: TorchServe, layout: ArtifactLayout) -> str:
     """The version TorchServe answers the model's predictions with now: its default (its replies do not
     name the version that answered them)."""
+    return str(_default_version(server, layout).get("modelVersion", "unknown"))
+
+
+def _default_version(server: TorchServe, layout: ArtifactLayout) -> dict:
+    """The management API's description of the model's default version (``{}`` when it does not answer
+    with one)."""
     try:
         reply = requests.get(f"http://127.0.0.1:{server.ports.management}/models/{layout.name}", timeout=2)
-        return str(reply.json()[0]["modelVersion"])
+        described = reply.json()[0]
     except (requests.RequestException, ValueError, KeyError, IndexError):
-        return "unknown"
+        return {}
+    return described if isinstance(described, dict) else {}
